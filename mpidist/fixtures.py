@@ -48,9 +48,10 @@ def mpi_comm(request: pytest.FixtureRequest) -> MPI.Comm:
     return MPI.COMM_WORLD
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def process_group(request: pytest.FixtureRequest) -> Any:
-    """torch's default process group (``dist.group.WORLD``), started by the plugin."""
+    """torch's default process group (``dist.group.WORLD``), started by the plugin
+    (per test: it is restarted after a torch MultiProcessTestCase class ran)."""
     if not _with_mpi(request):
         pytest.skip("process_group needs --with-mpi")
     from .runtime import current

@@ -27,12 +27,16 @@ from _pytest.reports import TestReport
 
 from .world import World, format_ranks
 
-__all__ = ["Crash", "RankResult", "RankedFailure", "merge_test", "outcome_map"]
+__all__ = ["COLLECTIVE_SKIP", "SAT_OUT", "Crash", "RankResult", "RankedFailure", "merge_test",
+           "outcome_map"]
 
 PHASES = ("setup", "call", "teardown")
 STRICT_XPASS = "[XPASS(strict)]"
 #: set on the call report of a rank that skipped because other ranks did
 COLLECTIVE_SKIP = "mpi_collective_skip"
+#: set on the call report of a rank the test did not use (a MultiProcessTestCase
+#: whose world_size is smaller than the MPI world): left out of the outcome
+SAT_OUT = "mpi_sat_out"
 
 
 @dataclass
@@ -185,9 +189,11 @@ def _merge_phase(
     if failed:
         groups = _group((r, _text(reports[r])) for r in failed)
         merged.outcome = "failed"
+        skip_notes = [f"skipped on {world.describe_ranks(rs)}: {text}"
+                      for rs, text in _group((r, _text(reports[r])) for r in skipped)]
         merged.longrepr = RankedFailure(
             [(world.describe_ranks(rs), reports[rs[0]].longrepr) for rs, _ in groups],
-            notes,
+            [*notes, *skip_notes],
             label=world.describe_ranks(failed),
         )
         merged.sections = _labelled_sections(world, reports, failed)
@@ -249,6 +255,8 @@ def outcome_map(world: World, results: Sequence[RankResult]) -> str:
                 outcome = "failed"
             elif outcome == "passed" and kind != "passed":
                 outcome = kind
+        if _sat_out(result):
+            outcome = "sat_out"
         per_kind.setdefault(outcome, []).append(result.rank)
     return ";".join(f"{kind}={format_ranks(ranks)}" for kind, ranks in per_kind.items())
 
@@ -303,14 +311,27 @@ def _collective_skip(results: Sequence[RankResult]) -> TestReport | None:
     return merged
 
 
+def _sat_out(result: RankResult) -> bool:
+    call = result.phase("call")
+    return call is not None and bool(getattr(call, SAT_OUT, False))
+
+
 def merge_test(world: World, results: Sequence[RankResult]) -> list[TestReport]:
     """Merge one test's results from every rank into the reports rank 0 logs.
 
     ``results`` is indexed by rank; rank 0's entry must be full. Returns the
     merged setup report, then merged subtest reports, call and teardown, in the
-    order pytest would have logged them.
+    order pytest would have logged them. Ranks that sat the test out (``SAT_OUT``)
+    do not count; an ``mpi_ranks`` property and failure notes say who ran it.
     """
     props = ("mpi_outcomes", outcome_map(world, results))
+    sat = [r.rank for r in results if _sat_out(r)]
+    ran_note: list[str] = []
+    if sat and len(sat) < len(results):
+        results = [r for r in results if r.rank not in sat]
+        ran = [r.rank for r in results]
+        ran_note = [f"ran on {world.describe_ranks(ran)}; {format_ranks(sat)} sat out "
+                    f"(the test's world_size is {len(ran)})"]
     out: list[TestReport] = []
     setup_ok = True
     agreed_skip = _collective_skip(results)
@@ -338,7 +359,7 @@ def merge_test(world: World, results: Sequence[RankResult]) -> list[TestReport]:
                 continue  # pytest logs no call after a failed setup
             subtests = _merge_subtests(world, results)
             out.extend(subtests)
-        notes: list[str] = []
+        notes: list[str] = list(ran_note) if when == "call" else []
         if when == "setup":
             ran_call = [r for r in results if r.phase("call") is not None]
             calls = [r.rank for r in ran_call if r.phase("call").failed]  # type: ignore[union-attr]

@@ -5,7 +5,9 @@ build has it, so an explicit request fails with a message naming what is
 missing (``this torch build (2.13.0+cpu) has no NCCL``) instead of torch's
 generic error deep inside ``init_process_group``. ``auto`` means NCCL when
 this rank's node has a CUDA device for it, else gloo; the CUDA device is
-``local_rank % device_count``, as torchrun users expect.
+``local_rank % device_count``, as torchrun users expect. ``mpi`` means
+torch's own MPI backend when this build has one, else ``mpi4py``
+(``mpi4py_pg``: mpidist's process group on mpi4py, for stock PyPI torch).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ register_backend(Backend("ucc", _dist_has("is_ucc_available"), False,
                          "build torch with USE_UCC=1"))
 register_backend(Backend("mpi", _dist_has("is_mpi_available"), False,
                          "build torch from source against your MPI (USE_MPI=1)"))
+register_backend(Backend("mpi4py", lambda: True, False, "mpidist's MPI process group"))
 
 CHOICES = ("auto", "none", *BACKENDS)
 
@@ -92,6 +95,8 @@ def resolve_backend(requested: str, world: World) -> str | None:
     if name == "auto":
         nccl = BACKENDS["nccl"]
         return "nccl" if cuda_devices() > 0 and nccl.available() else "gloo"
+    if name == "mpi" and not BACKENDS["mpi"].available():
+        return "mpi4py"  # stock torch: our MPI process group (the header says so)
     if name not in BACKENDS:
         raise UsageError(
             f"unknown backend {requested!r}; choose one of {', '.join(CHOICES)}"
@@ -113,12 +118,24 @@ def resolve_backend(requested: str, world: World) -> str | None:
 
 
 def init_default_group(
-    backend: str, world: World, store: Store, timeout: float
+    backend: str, world: World, store: Store, timeout: float, generation: int = 0
 ) -> None:
-    """Initialise torch's default process group on ``store`` (collective)."""
+    """Initialise torch's default process group on ``store`` (collective).
+
+    ``generation`` counts re-initialisations in one job: each uses its own key
+    prefix, since torch names every default group the same and stale
+    rendezvous keys of a destroyed group would otherwise be read back.
+    """
     import torch
     import torch.distributed as dist
 
+    from .mpi4py_pg import register
+
+    register()
+    if generation:
+        from torch._C._distributed_c10d import PrefixStore
+
+        store = PrefixStore(f"mpidist/pg{generation}", store)
     device_id = None
     if BACKENDS[backend].needs_cuda:
         device_id = torch.device("cuda", world.local_rank % cuda_devices())

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from mpi4py import MPI
     from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__ entry
 
-__all__ = ["Runtime", "attach", "current", "init", "is_initialized", "shutdown"]
+__all__ = ["Runtime", "attach", "current", "init", "is_initialized", "release_default_group",
+           "restore_default_group", "shutdown"]
 
 
 @dataclass
@@ -34,6 +35,9 @@ class Runtime:
         node_comm: the ranks of this node (shared memory), ordered by rank.
         store: rank 0's TCPStore (a client of it on other ranks).
         backend: the default process group's backend, or None.
+        requested: the backend asked for (``auto``, ``mpi``...), kept for
+            restarting the group and for the report header.
+        generation: how many times the default group was (re)started.
     """
 
     world: World
@@ -41,6 +45,9 @@ class Runtime:
     node_comm: MPI.Comm
     store: TCPStore
     backend: str | None
+    requested: str = "none"
+    timeout: float = 300.0
+    generation: int = 0
 
 
 _runtime: Runtime | None = None
@@ -108,8 +115,12 @@ def init(
             world, comm, node_comm, seconds, ifname or env.env_value(env.IFNAME)
         )
         export_torch_env(world)
-        _runtime = Runtime(world, comm, node_comm, store, None)
+        from .mpi4py_pg import register
+
+        register()  # new_group(backend="mpi4py") works whatever the default group
+        _runtime = Runtime(world, comm, node_comm, store, None, backend, seconds)
     rt = _runtime
+    rt.requested, rt.timeout = backend, seconds
     if rt.backend is None:
         name: str | None = None
         error: MpidistError | None = None
@@ -119,9 +130,37 @@ def init(
             error = exc
         raise_together(rt.comm, error, MpidistError if error is None else type(error))
         if name is not None:
-            init_default_group(name, rt.world, rt.store, seconds)
+            init_default_group(name, rt.world, rt.store, seconds, rt.generation)
             rt.backend = name
+            rt.generation += 1
     return rt.world
+
+
+def release_default_group() -> bool:
+    """Destroy the default group mpidist started, for code that starts its own
+    (torch's MultiProcessTestCase calls ``init_process_group`` itself).
+
+    Local, not collective. Returns whether there was one to release.
+    """
+    rt = current()
+    if rt.backend is None:
+        return False
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    rt.backend = None
+    return True
+
+
+def restore_default_group() -> None:
+    """Collective: start the default group again after ``release_default_group``."""
+    rt = current()
+    import torch.distributed as dist
+
+    if dist.is_initialized():  # left behind by the code that released ours
+        dist.destroy_process_group()
+    init(rt.requested, timeout=rt.timeout)
 
 
 def current() -> Runtime:

@@ -38,12 +38,13 @@ from .errors import MpidistError
 from .gather import Exchange
 from .hang import describe_hang
 from .journal import JournalWriter, read_journal
-from .merge import COLLECTIVE_SKIP, RankedFailure, RankResult, merge_test
+from .merge import COLLECTIVE_SKIP, SAT_OUT, RankedFailure, RankResult, merge_test
 from .output import RankOutput
 from .plugin import setting
 from .signals import on_sigterm
 from .slurm import SLURM_VARS
 from .slurm import compare as compare_slurm
+from .testing import compat
 from .watchdog import Hang, Watchdog
 from .wire import decode, encode
 
@@ -143,6 +144,7 @@ class MPISession:
         self._session: pytest.Session | None = None
         self._raw: list[pytest.Item] = []
         self._collect_errors: list[CollectReport] = []
+        self._released = False  # the default group is down for a torch-spawning class
 
     # -- bootstrap -------------------------------------------------------------
 
@@ -221,7 +223,10 @@ class MPISession:
         world = self.world
         hosts = sorted(set(world.hosts), key=world.hosts.index)
         shown = ",".join(hosts[:8]) + (",..." if len(hosts) > 8 else "")
-        backend = runtime.current().backend or "none"
+        rt = runtime.current()
+        backend = rt.backend or "none"
+        if backend == "mpi4py" and rt.requested == "mpi":
+            backend += " (this torch build has no MPI backend: mpidist's MPI process group)"
         lines = [
             f"mpidist: {world.size} ranks on {world.num_nodes} node(s) ({shown}), "
             f"backend {backend}, store {world.master_addr}:{world.master_port}"
@@ -266,6 +271,13 @@ class MPISession:
                 items[:] = [item for item in items if item.nodeid not in done]
                 config.hook.pytest_deselected(items=finished)
         return result
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makeitem(self, collector: Any, name: str, obj: object) -> None:
+        # Before pytest makes the items (and instances) of a torch spawning class,
+        # whose __init__ wraps each test method with the spawn-and-join logic.
+        if isinstance(obj, type) and compat.is_spawning_class(obj):
+            compat.install(setting(self.config, env.SHARED_DIR))
 
     def pytest_collectreport(self, report: CollectReport) -> None:
         if report.failed:
@@ -382,7 +394,21 @@ class MPISession:
         report = yield
         if call.when == "call" and item.stash.get(_AGREED, "") and report.skipped:
             setattr(report, COLLECTIVE_SKIP, True)
+        if call.when == "call" and report.skipped and compat.sat_out():
+            setattr(report, SAT_OUT, True)
         return report
+
+    def _prepare_group(self, item: pytest.Item) -> None:
+        """torch's spawning test classes start their own default process group:
+        ours goes down before one and comes back before the next other test."""
+        compat.begin()
+        if compat.is_spawning_class(getattr(item, "cls", None)):
+            compat.install(setting(self.config, env.SHARED_DIR))
+            if not self._released:
+                self._released = runtime.release_default_group()
+        elif self._released:
+            runtime.restore_default_group()  # collective: every rank is here
+            self._released = False
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
@@ -391,6 +417,7 @@ class MPISession:
         ihook = item.ihook
         session = item.session
         self._index += 1
+        self._prepare_group(item)
         self.watchdog.begin(self._index, item, self._timeout_of(item))
         if self.rank == 0:
             if self.journal is not None:
@@ -408,8 +435,10 @@ class MPISession:
         failed = any(r.failed for r in reports) or any(r.failed for r in subtests)
         record, payload = encode(self.config, reports, subtests)
         # A failure is never compact: the payload serialized for the gather is the
-        # one the watchdog sends if the test then hangs (serialized once).
-        self.watchdog.finished(payload if failed else None)
+        # one the watchdog sends if the test then hangs (serialized once). A rank
+        # that left a torch test through its skip exit code counts too: ranks that
+        # did not are in the body without it, and get --mpi-peer-grace to finish.
+        self.watchdog.finished(payload if failed or compat.left_early() else None)
         flags = [0, 0]
         if self.rank == 0:
             gathered = self.exchange.gather(record, None)  # rank 0 keeps its objects

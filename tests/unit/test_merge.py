@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from _pytest.reports import TestReport
 
-from mpidist.merge import RankedFailure, RankResult, merge_test, outcome_map
+from mpidist.merge import SAT_OUT, RankedFailure, RankResult, merge_test, outcome_map
 from mpidist.world import World
 
 
@@ -203,3 +203,43 @@ def test_body_skip_without_agreement_is_not_an_agreed_skip():
                               rep("teardown")]),
                RankResult(1, [rep("setup", "skipped", ("t.py", 9, "gpu")), rep("teardown")])]
     assert by_when(merge_test(world(2), results))["setup"].failed
+
+
+def sat_out(rank: int) -> RankResult:
+    call = rep("call", "skipped", ("t.py", 1, "Skipped: sat out: T runs on 2 of 4 ranks"))
+    setattr(call, SAT_OUT, True)
+    return RankResult(rank, [rep("setup"), call, rep("teardown")])
+
+
+def test_ranks_that_sat_out_do_not_count_and_are_named():
+    merged = by_when(merge_test(world(4), [passed(0), compact(1), sat_out(2), sat_out(3)]))
+    assert [r.outcome for r in merged.values()] == ["passed"] * 3
+    assert ("mpi_outcomes", "passed=0-1;sat_out=2-3") in merged["teardown"].user_properties
+
+
+def test_a_failure_among_participants_says_who_ran_the_test():
+    failing = RankResult(1, [rep("setup"), rep("call", "failed", "E boom"), rep("teardown")])
+    call = by_when(merge_test(world(4), [passed(0), failing, sat_out(2), sat_out(3)]))["call"]
+    assert call.failed
+    assert str(call.longrepr).splitlines()[0] == "[rank 1/4 (host n1)] E boom"
+    assert "ran on ranks 0-1/4 (host n1); 2-3 sat out (the test's world_size is 2)" in \
+        str(call.longrepr)
+
+
+def test_a_participant_skip_is_still_a_skip():
+    skip = RankResult(0, [rep("setup"), rep("call", "skipped", ("t.py", 1, "Skipped: no GPU")),
+                          rep("teardown")])
+    skip1 = RankResult(1, [rep("setup"), rep("call", "skipped", ("t.py", 1, "Skipped: no GPU")),
+                           rep("teardown")])
+    call = by_when(merge_test(world(4), [skip, skip1, sat_out(2), sat_out(3)]))["call"]
+    assert call.skipped and call.longrepr[2] == "Skipped: no GPU"
+
+
+def test_a_failure_mentions_the_ranks_that_skipped_instead():
+    results = [RankResult(0, [rep("setup"), rep("call", "failed", "E connection closed"),
+                              rep("teardown")]),
+               RankResult(1, [rep("setup"), rep("call", "skipped", ("t.py", 1, "Skipped: no GPU")),
+                              rep("teardown")])]
+    call = by_when(merge_test(world(2), results))["call"]
+    assert call.failed
+    assert "skipped on rank 1/2 (host n2): Skipped: no GPU" in str(call.longrepr)

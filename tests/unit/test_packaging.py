@@ -39,11 +39,12 @@ def test_pytest_mpi_is_not_a_dependency():
 # Layers, bottom to top. A module may import only from its own layer or below.
 LAYERS = [
     {"errors", "env", "journal", "launch"},
-    {"world", "netif", "agree", "signals"},
-    {"store", "consensus", "merge", "slurm"},
+    {"world", "netif", "agree", "signals", "probes"},
+    {"store", "consensus", "merge", "slurm", "mpi4py_pg"},
     {"process_group", "wire", "output"},
     {"runtime", "gather", "watchdog", "hang"},
     {"plugin", "fixtures"},
+    {"testing"},  # the subpackage mpidist.testing
     {"session", "replay", "supervisor"},
     {"cli"},
     {"__init__"},
@@ -61,7 +62,15 @@ def module_imports(path: Path) -> tuple[set[str], set[str]]:
         if isinstance(node, ast.If):  # TYPE_CHECKING blocks do not run
             continue
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1:
+            if node.level == 2 or (node.level == 1 and path.parent.name == "testing"):
+                # from inside mpidist.testing: ``..x`` is mpidist, ``.x`` is testing
+                if node.level == 1:
+                    ours.add("testing")
+                elif node.module:
+                    ours.add(node.module.split(".")[0])
+                else:
+                    ours.update(alias.name for alias in node.names)
+            elif node.level == 1:
                 if node.module:
                     ours.add(node.module.split(".")[0])
                 else:
@@ -73,9 +82,13 @@ def module_imports(path: Path) -> tuple[set[str], set[str]]:
     return ours, theirs
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "mpidist").glob("*.py")), ids=lambda p: p.stem)
+MODULES = sorted((ROOT / "mpidist").glob("*.py")) + sorted((ROOT / "mpidist/testing").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(ROOT / "mpidist").as_posix())
 def test_imports_point_down(path):
-    layer = next(i for i, names in enumerate(LAYERS) if path.stem in names)
+    name = "testing" if path.parent.name == "testing" else path.stem
+    layer = next(i for i, names in enumerate(LAYERS) if name in names)
     allowed = set().union(*LAYERS[: layer + 1])
     ours, theirs = module_imports(path)
     assert ours <= allowed, f"{path.stem} imports upward: {sorted(ours - allowed)}"

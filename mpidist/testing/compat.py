@@ -1,0 +1,278 @@
+"""torch's MultiProcessTestCase family, unchanged, with MPI ranks in place of spawned processes.
+
+torch's classes spawn ``world_size`` processes per test (or per class for
+``MultiProcContinuousTest``), run the test in each with ``self.rank`` set,
+and join them. Under ``--with-mpi`` every MPI rank already runs every test,
+so ``install()`` re-points the spawning and joining methods of torch's base
+classes (never the user's subclasses):
+
+* ``_spawn_processes`` sets ``self.rank`` and an agreed ``self.file_name``
+  instead of starting processes (for ``MultiProcContinuousTest``: once per
+  class, with its ``_init_pg``);
+* the method wrapper installed by ``__init__`` runs the test in this process
+  and turns torch's ``sys.exit(TEST_SKIPS[...].exit_code)`` into the matching
+  ``unittest.SkipTest`` (pytest would call a ``SystemExit`` a failure), then
+  destroys the test's process group as ``destroy_pg_upon_exit`` asks.
+
+A class whose ``world_size`` is smaller than the MPI world runs on ranks
+``0..world_size-1``; the others sit it out (``SatOut``, which the merge
+leaves out of the outcome and the report names). A larger one is skipped on
+every rank with the reason. Nothing here imports torch's testing modules:
+``install`` runs only when a collected test class already did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import tempfile
+import types
+import unittest
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from .. import runtime
+from .skips import scope
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+__all__ = ["SatOut", "install", "is_spawning_class", "participate", "sat_out"]
+
+TORCH_MODULE = "torch.testing._internal.common_distributed"
+
+
+class SatOut(unittest.SkipTest):
+    """This rank is not one of the test's ``world_size`` ranks."""
+
+
+@dataclass
+class _State:
+    shared_dir: str = ""
+    tests: int = 0  # spawning tests begun, the same count on every rank
+    sat_out: bool = False  # this rank sat out the test in flight
+    left_early: bool = False  # this rank left the body through a TEST_SKIPS exit code
+    groups: dict[int, MPI.Comm] | None = None  # world_size -> its ranks' communicator
+
+
+_state = _State()
+
+
+def _torch() -> types.ModuleType | None:
+    return sys.modules.get(TORCH_MODULE)
+
+
+def is_spawning_class(cls: type | None) -> bool:
+    """Whether ``cls`` is one of torch's process-spawning test classes."""
+    torch_cd = _torch()
+    if cls is None or torch_cd is None:
+        return False
+    bases = tuple(getattr(torch_cd, name) for name in
+                  ("MultiProcessTestCase", "MultiProcContinuousTest") if hasattr(torch_cd, name))
+    return isinstance(cls, type) and issubclass(cls, bases)
+
+
+def sat_out() -> bool:
+    """Whether this rank sat out the test in flight (reset by ``begin``)."""
+    return _state.sat_out
+
+
+def left_early() -> bool:
+    """Whether this rank left the test in flight through torch's skip exit code: if the
+    other ranks did not, they are in the body (likely a collective) without it."""
+    return _state.left_early
+
+
+def begin() -> None:
+    """The session starts a test (on every rank, so the count agrees)."""
+    _state.sat_out = _state.left_early = False
+    _state.tests += 1
+
+
+def group_comm(world_size: int) -> MPI.Comm:
+    """Collective over the world (once per size): the communicator of ranks
+    ``0..world_size-1``, COMM_NULL elsewhere."""
+    from mpi4py import MPI
+
+    if _state.groups is None:
+        _state.groups = {}
+    if world_size not in _state.groups:
+        rt = runtime.current()
+        rank = rt.world.rank
+        _state.groups[world_size] = rt.comm.Split(0 if rank < world_size else MPI.UNDEFINED,
+                                                  rank)
+    return _state.groups[world_size]
+
+
+def participate(world_size: int, what: str) -> int:
+    """This rank's rank in a test of ``world_size`` ranks (its MPI rank).
+
+    Collective over the world. Raises ``unittest.SkipTest`` on every rank if
+    the world is too small, ``SatOut`` on the ranks the test does not use.
+    """
+    world = runtime.current().world
+    if world_size > world.size:
+        raise unittest.SkipTest(
+            f"{what} needs world_size {world_size}, the MPI world has {world.size} ranks")
+    group_comm(world_size)  # collective: every rank, before any sits out
+    if world.rank >= world_size:
+        _state.sat_out = True
+        raise SatOut(f"sat out: {what} runs on {world_size} of {world.size} ranks")
+    return world.rank
+
+
+def shared_file(tag: str) -> str:
+    """A path the test's ranks agree on without talking: job, test count, tag."""
+    rt = runtime.current()
+    base = _state.shared_dir or tempfile.gettempdir()
+    path = os.path.join(base, f"mpidist-{rt.world.master_port}-{_state.tests}-{tag}")
+    return path
+
+
+def _skip_for_exit(code: Any) -> unittest.SkipTest | None:
+    torch_cd = _torch()
+    for skip in getattr(torch_cd, "TEST_SKIPS", {}).values():
+        if code == skip.exit_code:
+            return unittest.SkipTest(skip.message)
+    return None
+
+
+def _run_here(self: Any, fn: Callable[[], Any]) -> None:
+    """Run a test body as this rank, the way torch's ``run_test`` runs it in a child."""
+    common_utils = sys.modules.get("torch.testing._internal.common_utils")
+    if common_utils is not None:
+        common_utils.set_rng_seed()  # every rank the same seed, as torch's children
+    try:
+        fn()
+    except SystemExit as exc:
+        skip = _skip_for_exit(exc.code)
+        if skip is not None:
+            _state.left_early = True
+            raise skip from None
+        if exc.code not in (0, None):
+            raise AssertionError(f"rank {self.rank} called sys.exit({exc.code!r})") from None
+
+
+def _destroy_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        with contextlib.suppress(AssertionError, ValueError):  # the test destroyed it
+            dist.destroy_process_group()
+
+
+def _in_scope(self: Any, world_size: int, fn: Callable[[], None]) -> None:
+    with scope(group_comm(world_size), list(range(world_size))):
+        fn()
+
+
+# -- MultiProcessTestCase / DistributedTestBase ------------------------------------
+
+def _spawn_processes(self: Any) -> None:
+    world_size = int(self.world_size)
+    rank = participate(world_size, type(self).__name__)
+    old = getattr(self, "file_name", None)
+    if old and os.path.exists(old):  # setUp's NamedTemporaryFile: ours replaces it
+        os.remove(old)
+    self.rank = rank
+    self.file_name = shared_file("file")
+    os.environ["WORLD_SIZE"] = str(world_size)
+    os.environ["RANK"] = str(rank)
+
+
+def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
+    torch_cd = _torch()
+    main = torch_cd.MultiProcessTestCase.MAIN_PROCESS_RANK  # type: ignore[union-attr]
+
+    @functools.wraps(fn)
+    def wrapper(self: Any) -> None:
+        if self.rank == main:  # setUp never called _spawn_processes: torch runs nothing
+            return
+        try:
+            _in_scope(self, int(self.world_size), lambda: _run_here(self, fn))
+        finally:
+            if self.destroy_pg_upon_exit:
+                _destroy_group()
+            os.environ["WORLD_SIZE"] = str(runtime.current().world.size)
+            os.environ["RANK"] = str(runtime.current().world.rank)
+
+    return types.MethodType(wrapper, self)
+
+
+# -- MultiProcContinuousTest: one process group per class ----------------------------
+
+def _continuous_spawn(cls: Any, world_size: int) -> None:
+    cls.rank = participate(int(world_size), cls.__name__)
+    cls.world_size = int(world_size)
+    cls.rdvz_file = shared_file(f"{cls.__name__}-rdvz")
+    cls._init_skip = None
+    try:
+        cls._init_pg(cls.rank, cls.world_size, cls.rdvz_file)
+    except SystemExit as exc:
+        skip = _skip_for_exit(exc.code)
+        if skip is None:
+            raise
+        cls._init_skip = str(skip)
+
+
+def _continuous_set_up(self: Any) -> None:
+    cls = type(self)
+    unittest.TestCase.setUp(self)
+    cls._ensure_processes_spawned()  # SatOut / SkipTest propagate: unittest skips
+    if getattr(cls, "_init_skip", None):
+        raise unittest.SkipTest(cls._init_skip)
+    self.rank = cls.rank
+    if cls.poison_pill:
+        raise unittest.SkipTest(f"Previous test failed, skipping {self.id()}")
+
+
+def _continuous_wrap(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
+    @functools.wraps(fn)
+    def wrapper(self: Any) -> None:
+        cls = type(self)
+        try:
+            _in_scope(self, cls.world_size, lambda: _run_here(self, fn))
+        except unittest.SkipTest:
+            raise
+        except BaseException:
+            cls.poison_pill = True  # as torch: the rest of the class is skipped
+            raise
+
+    return types.MethodType(wrapper, self)
+
+
+def _continuous_tear_down_class(base: type) -> Callable[[Any], None]:
+    def tear_down_class(cls: Any) -> None:
+        if cls.__dict__.get("_processes_spawned"):
+            _destroy_group()
+            cls._processes_spawned = False
+            rdvz = cls.__dict__.get("rdvz_file")
+            if rdvz and cls.rank == 0 and os.path.exists(rdvz):
+                os.remove(rdvz)
+        super(base, cls).tearDownClass()  # type: ignore[arg-type]
+
+    return tear_down_class
+
+
+def install(shared_dir: str = "") -> bool:
+    """Point torch's spawning classes at MPI ranks (idempotent); False if torch's
+    testing module is not loaded. ``shared_dir``: where agreed files go."""
+    torch_cd = _torch()
+    if torch_cd is None:
+        return False
+    _state.shared_dir = shared_dir
+    if getattr(torch_cd, "_mpidist_installed", False):
+        return True
+    mptc = torch_cd.MultiProcessTestCase
+    mptc._spawn_processes = _spawn_processes
+    mptc.join_or_run = _join_or_run
+    continuous = getattr(torch_cd, "MultiProcContinuousTest", None)
+    if continuous is not None:
+        continuous._spawn_processes = classmethod(_continuous_spawn)
+        continuous.setUp = _continuous_set_up
+        continuous._worker_run_main_wait = _continuous_wrap
+        continuous.tearDownClass = classmethod(_continuous_tear_down_class(continuous))
+    setattr(torch_cd, "_mpidist_installed", True)  # noqa: B010
+    return True
