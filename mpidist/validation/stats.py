@@ -1,0 +1,148 @@
+"""Pure numbers for validation: nccl-tests' bandwidth formulas, robust outliers, suspects.
+
+Localisation works on the node x node matrix of point-to-point bandwidth
+(and latency). A bad node drags down every link it is on, so nodes are
+judged first, by the median of their links against the median node, with
+the median absolute deviation (MAD) as the scale: one slow node cannot
+move either, where a mean and standard deviation would follow it. Links are
+then judged among the links of healthy nodes, so a single bad cable is
+named as a link, not blamed on both its ends. An outlier must be both
+statistically clear (robust z beyond ``Z``) and large in practice (below
+``DROP`` x the median): a quiet, uniform cluster has a MAD near zero, and
+10 % noise there must not name anybody.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+__all__ = ["BUS_FACTOR", "Suspect", "busbw", "localise", "robust_low", "round_robin"]
+
+#: busbw = algbw x factor(n), as nccl-tests defines it (doc/PERFORMANCE.md)
+BUS_FACTOR: dict[str, Callable[[int], float]] = {
+    "all_reduce": lambda n: 2 * (n - 1) / n,
+    "all_gather": lambda n: (n - 1) / n,
+    "reduce_scatter": lambda n: (n - 1) / n,
+    "all_to_all": lambda n: (n - 1) / n,
+    "broadcast": lambda n: 1.0,
+    "reduce": lambda n: 1.0,
+}
+Z = 3.5  # robust z beyond which a value is an outlier (Iglewicz and Hoaglin)
+DROP = 0.7  # ...and it must be below 70 % of the median (above 1/0.7 for latency)
+MAD_FLOOR = 0.02  # the scale is never below 2 % of the median
+
+
+def busbw(collective: str, size_bytes: int, seconds: float, ranks: int) -> tuple[float, float]:
+    """(algbw, busbw) in GB/s for one collective of ``size_bytes`` taking ``seconds``."""
+    algbw = size_bytes / seconds / 1e9
+    return algbw, algbw * BUS_FACTOR[collective](ranks)
+
+
+def robust_low(values: Sequence[float], higher_is_worse: bool = False) -> list[int]:
+    """Indices of values that are robust outliers on the bad side."""
+    finite = [v for v in values if math.isfinite(v)]
+    if len(finite) < 3:
+        return []
+    med = statistics.median(finite)
+    mad = statistics.median(abs(v - med) for v in finite)
+    scale = max(1.4826 * mad, MAD_FLOOR * abs(med), 1e-12)
+    bad = []
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            continue
+        z = (v - med) / scale
+        worse = z > Z and v > med / DROP if higher_is_worse else z < -Z and v < med * DROP
+        if worse:
+            bad.append(i)
+    return bad
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A node or link the measurements point at, and why."""
+
+    kind: str  # "node" | "link"
+    name: str  # "n3" or "n1<->n3"
+    why: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "name": self.name, "why": self.why}
+
+
+@dataclass
+class Localisation:
+    suspects: list[Suspect] = field(default_factory=list)
+    node_scores: dict[str, float] = field(default_factory=dict)
+
+
+def _links(matrix: Sequence[Sequence[float]]) -> list[tuple[int, int, float]]:
+    n = len(matrix)
+    return [(a, b, matrix[a][b]) for a in range(n) for b in range(a + 1, n)
+            if math.isfinite(matrix[a][b])]
+
+
+def localise(
+    names: Sequence[str],
+    bandwidth: Sequence[Sequence[float]],
+    latency: Sequence[Sequence[float]] | None = None,
+    expect_gbps: float | None = None,
+) -> Localisation:
+    """Suspect nodes and links from symmetric node x node matrices (GB/s, µs)."""
+    result = Localisation()
+    n = len(names)
+    links = _links(bandwidth)
+    if not links:
+        return result
+    scores = [statistics.median([bw for a, b, bw in links if node in (a, b)]) for node in
+              range(n)]
+    result.node_scores = dict(zip(names, scores, strict=True))
+    median_node = statistics.median(scores)
+    bad_nodes = set(robust_low(scores))
+    if latency is not None:
+        lat_links = _links(latency)
+        lat_scores = [statistics.median([v for a, b, v in lat_links if node in (a, b)])
+                      for node in range(n)]
+        for node in robust_low(lat_scores, higher_is_worse=True):
+            if node not in bad_nodes:
+                result.suspects.append(Suspect("node", names[node], (
+                    f"latency {lat_scores[node]:.1f} us, median node "
+                    f"{statistics.median(lat_scores):.1f} us")))
+    for node in sorted(bad_nodes):
+        result.suspects.append(Suspect("node", names[node], (
+            f"its links give {scores[node]:.2f} GB/s (median of its links), the median node "
+            f"{median_node:.2f} GB/s")))
+    healthy = [(a, b, bw) for a, b, bw in links if a not in bad_nodes and b not in bad_nodes]
+    values = [bw for _, _, bw in healthy]
+    for i in robust_low(values):
+        a, b, bw = healthy[i]
+        result.suspects.append(Suspect("link", f"{names[a]}<->{names[b]}", (
+            f"{bw:.2f} GB/s, median link {statistics.median(values):.2f} GB/s")))
+    if expect_gbps is not None:
+        named = {s.name for s in result.suspects}
+        for a, b, bw in links:
+            link = f"{names[a]}<->{names[b]}"
+            if bw < expect_gbps and link not in named and names[a] not in named \
+                    and names[b] not in named:
+                result.suspects.append(Suspect("link", link, (
+                    f"{bw:.2f} GB/s, below the expected {expect_gbps:g} GB/s")))
+    return result
+
+
+def round_robin(n: int) -> list[list[tuple[int, int]]]:
+    """All pairs of ``n`` nodes in rounds where each node is in at most one pair
+    (the circle method: n-1 rounds for even n, n for odd)."""
+    players: list[int | None] = list(range(n)) + ([None] if n % 2 else [])
+    m = len(players)
+    rounds = []
+    for _ in range(m - 1):
+        pairs = []
+        for i in range(m // 2):
+            a, b = players[i], players[m - 1 - i]
+            if a is not None and b is not None:
+                pairs.append((min(a, b), max(a, b)))
+        rounds.append(pairs)
+        players = [players[0], players[-1], *players[1:-1]]
+    return rounds

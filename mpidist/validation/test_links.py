@@ -1,0 +1,88 @@
+"""Check 4: node-to-node links -- all pairs in rounds, a ring, and who is to blame.
+
+One rank per node (its local rank 0) measures ping-pong latency (8 bytes)
+and bandwidth (``p2p_bytes``) with every other node. Pairs run in rounds of
+the circle method, so no node is in two pairs at once and a round tests up
+to n/2 links side by side. The ring (every node sends to the next at once)
+shows what each node sustains under load. ``stats.localise`` names the
+suspects; they fail the check and are drawn in red on the heatmap.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from mpidist import testing
+from mpidist.validation import state
+from mpidist.validation.config import Config
+from mpidist.validation.measure import ping_pong
+from mpidist.validation.stats import localise, round_robin
+
+pytestmark = pytest.mark.mpi
+
+LATENCY_ITERS = 50
+BANDWIDTH_ITERS = 5
+
+
+def test_links(config: Config, world: Any, comm: Any) -> None:
+    import numpy as np
+
+    testing.collective_skip(None if world.num_nodes > 1 else
+                            "one node: no node-to-node links to measure")
+    n = world.num_nodes
+    leaders = [world.nodes.index(node) for node in range(n)]  # first rank of each node
+    names = [world.hosts[rank] for rank in leaders]
+    me = leaders.index(world.rank) if world.rank in leaders else None
+    rows = []
+    for pairs in round_robin(n):
+        for a, b in pairs:
+            if me in (a, b):
+                peer, lead = (leaders[b], True) if me == a else (leaders[a], False)
+                latency = ping_pong(comm, peer, 8, LATENCY_ITERS, lead) / 2
+                round_trip = ping_pong(comm, peer, config.p2p_bytes, BANDWIDTH_ITERS, lead)
+                if lead:
+                    rows.append((a, b, latency * 1e6, 2 * config.p2p_bytes / round_trip / 1e9))
+        comm.Barrier()
+    ring_gbps = float("nan")
+    if me is not None:  # every node sends to the next and receives from the previous
+        send = np.zeros(config.p2p_bytes, dtype=np.uint8)
+        recv = np.empty_like(send)
+        right, left = leaders[(me + 1) % n], leaders[(me - 1) % n]
+        from mpi4py import MPI
+
+        lcomm = comm  # only the leaders take part; the others wait at the barrier
+        lcomm.Sendrecv(send, right, 9, recv, left, 9)
+        start = MPI.Wtime()
+        for _ in range(BANDWIDTH_ITERS):
+            lcomm.Sendrecv(send, right, 9, recv, left, 9)
+        ring_gbps = config.p2p_bytes * BANDWIDTH_ITERS / (MPI.Wtime() - start) / 1e9
+    gathered = comm.gather((rows, me, ring_gbps), root=0)
+    verdict: list[str] | None = None
+    if world.rank == 0:
+        bandwidth = [[math.nan] * n for _ in range(n)]
+        latencies = [[math.nan] * n for _ in range(n)]
+        rings = [math.nan] * n
+        for part, node, ring_bw in gathered:
+            for a, b, lat, bw in part:
+                bandwidth[a][b] = bandwidth[b][a] = bw
+                latencies[a][b] = latencies[b][a] = lat
+            if node is not None:
+                rings[node] = ring_bw
+        found = localise(names, bandwidth, latencies, config.expect_p2p)
+        suspects = [s.as_dict() for s in found.suspects]
+        state.RESULTS["links"] = {
+            "nodes": names, "transport": "MPI point-to-point (mpi4py), one rank per node",
+            "bytes": config.p2p_bytes, "bandwidth_gbps": bandwidth, "latency_us": latencies,
+            "ring_gbps": dict(zip(names, rings, strict=True)),
+            "node_scores_gbps": found.node_scores, "rounds": round_robin(n)}
+        state.RESULTS["suspects"] = suspects
+        for a in range(n):
+            print(" ".join(f"{names[a]:>10}" if b == -1 else
+                           ("         -" if a == b else f"{bandwidth[a][b]:10.3f}")
+                           for b in range(-1, n)), " GB/s")
+        verdict = [f"{s['kind']} {s['name']}: {s['why']}" for s in suspects]
+    verdict = comm.bcast(verdict, root=0)
+    assert not verdict, "suspects: " + "; ".join(verdict)
