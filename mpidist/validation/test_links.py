@@ -1,7 +1,7 @@
 """Check 4: node-to-node links -- all pairs in rounds, a ring, and who is to blame.
 
 One rank per node (its local rank 0) measures ping-pong latency (8 bytes)
-and bandwidth (``p2p_bytes``) with every other node. Pairs run in rounds of
+and bandwidth (``p2p_bytes``) with every other node, best of ``TRIALS``. Pairs run in rounds of
 the circle method, so no node is in two pairs at once and a round tests up
 to n/2 links side by side. The ring (every node sends to the next at once)
 shows what each node sustains under load. ``stats.localise`` names the
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.mpi
 
 LATENCY_ITERS = 50
 BANDWIDTH_ITERS = 5
+TRIALS = 3  # best of: a moment of contention is not a bad link; a bad link stays bad
 
 
 def test_links(config: Config, world: Any, comm: Any) -> None:
@@ -41,8 +42,10 @@ def test_links(config: Config, world: Any, comm: Any) -> None:
         for a, b in pairs:
             if me in (a, b):
                 peer, lead = (leaders[b], True) if me == a else (leaders[a], False)
-                latency = ping_pong(comm, peer, 8, LATENCY_ITERS, lead) / 2
-                round_trip = ping_pong(comm, peer, config.p2p_bytes, BANDWIDTH_ITERS, lead)
+                latency = min(ping_pong(comm, peer, 8, LATENCY_ITERS, lead)
+                              for _ in range(TRIALS)) / 2
+                round_trip = min(ping_pong(comm, peer, config.p2p_bytes, BANDWIDTH_ITERS, lead)
+                                 for _ in range(TRIALS))
                 if lead:
                     rows.append((a, b, latency * 1e6, 2 * config.p2p_bytes / round_trip / 1e9))
         comm.Barrier()
