@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, env, mpirun
 
 COLLECTIVES = ("all_reduce", "all_gather", "broadcast")
+BUSY_US = 8.0  # Python per call and rank in the control run (see worker)
 IMPLS = ("mpi4py", "gloo", "raw")
 
 
@@ -108,6 +109,30 @@ def worker(max_bytes: int, reps: int) -> None:
                                   **{impl: statistics.median(v) for impl, v in
                                      samples.items()}}), flush=True)
         size *= 4
+    # Control: what this box adds to a raw 4 KB Allreduce when every rank also spends
+    # BUSY_US of Python per call (about the torch frontend's and our share): with more
+    # ranks than cores the peers' CPU time adds up before a collective can complete.
+    a = np.ones(1024, dtype=np.float32)
+    plain = lambda: comm.Allreduce(MPI.IN_PLACE, a, MPI.SUM)  # noqa: E731
+
+    def with_python() -> None:
+        end = time.perf_counter() + BUSY_US * 1e-6
+        while time.perf_counter() < end:
+            pass
+        comm.Allreduce(MPI.IN_PLACE, a, MPI.SUM)
+
+    control: dict[str, list[float]] = {"plain": [], "busy": []}
+    for _ in range(reps):
+        for name, fn in (("plain", plain), ("busy", with_python)):
+            comm.Barrier()
+            start = time.perf_counter()
+            for _ in range(1000):
+                fn()
+            control[name].append(comm.allreduce((time.perf_counter() - start) / 1000,
+                                                op=MPI.MAX))
+    if rank == 0:
+        print(json.dumps({"control": True, "n": n, **{k: statistics.median(v) for k, v in
+                                                       control.items()}}), flush=True)
     mpidist.shutdown()
 
 
@@ -172,6 +197,7 @@ def main() -> None:
         worker(parse_bytes(args.max_bytes), args.reps)
         return
     rows: list[dict] = []
+    controls: list[dict] = []
     for n in args.ranks:
         cmd = [*mpirun(n), sys.executable, __file__, "--worker", "--max-bytes",
                args.max_bytes, "--reps", str(args.reps)]
@@ -181,9 +207,16 @@ def main() -> None:
         if proc.returncode:
             sys.exit(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stderr[-3000:]}")
         mine = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        controls += [row for row in mine if row.get("control")]
+        mine = [row for row in mine if not row.get("control")]
         table(mine, n)
         rows += mine
     targets(rows)
+    print(f"\n# control: raw 4 KB Allreduce, plain vs with {BUSY_US:g} us of Python per call "
+          "and rank")
+    for row in controls:
+        print(f"  {row['n']} ranks: {row['plain'] * 1e6:.1f} us -> {row['busy'] * 1e6:.1f} us "
+              f"(+{(row['busy'] - row['plain']) * 1e6:.1f} us for {BUSY_US:g} us of work)")
     print(f"\n# THP_MEM_ALLOC_ENABLE={'unset' if args.no_thp else '1'}")
 
 
