@@ -86,9 +86,13 @@ def left_early() -> bool:
 
 
 def begin() -> None:
-    """The session starts a test (on every rank, so the count agrees)."""
+    """The session starts a test (on every rank, so the count agrees); torchrun's
+    RANK/WORLD_SIZE are the world's again even if a torch class's setUp failed."""
     _state.sat_out = _state.left_early = False
     _state.tests += 1
+    if runtime.is_initialized():
+        world = runtime.current().world
+        os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world.size), str(world.rank)
 
 
 def group_comm(world_size: int) -> MPI.Comm:
