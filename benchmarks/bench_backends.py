@@ -38,20 +38,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, env, mpirun
 
+from mpidist.validation.config import parse_sizes
+from mpidist.validation.stats import BUS_FACTOR  # nccl-tests' factors
+
 COLLECTIVES = ("all_reduce", "all_gather", "broadcast")
 BUSY_US = 8.0  # Python per call and rank in the control run (see worker)
 IMPLS = ("mpi4py", "gloo", "raw")
-
-
-def busbw_factor(collective: str, n: int) -> float:
-    """nccl-tests' bus bandwidth factor (PERFORMANCE.md of nccl-tests)."""
-    return {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n, "broadcast": 1.0}[
-        collective]
-
-
-def parse_bytes(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 
 
 # -- the worker (one per rank) ---------------------------------------------------------
@@ -150,7 +142,7 @@ def table(rows: list[dict], n: int) -> None:
         print(f"\n# {collective}, {n} ranks, float32 (time in us; algbw/busbw in GB/s)")
         print(f"# {'size':>8} | {'mpi4py':>9} {'algbw':>6} {'busbw':>6} | {'gloo':>9} "
               f"{'busbw':>6} | {'raw':>9} {'busbw':>6} | {'x gloo':>7} {'/ raw':>6}")
-        factor = busbw_factor(collective, n)
+        factor = BUS_FACTOR[collective](n)
         for row in rows:
             if row["collective"] != collective:
                 continue
@@ -194,7 +186,7 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(parse_bytes(args.max_bytes), args.reps)
+        worker(parse_sizes(args.max_bytes)[0], args.reps)
         return
     rows: list[dict] = []
     controls: list[dict] = []

@@ -182,8 +182,7 @@ class _Buf:
         if not contiguous.is_contiguous():
             contiguous = contiguous.contiguous()
         self.contiguous = contiguous
-        raw = contiguous.view(torch.int16) if tensor.dtype in _HALF else contiguous
-        self.spec = [raw.numpy(), contiguous.numel(), _mpi_type(tensor.dtype, what)]
+        self.spec = [_raw(contiguous), contiguous.numel(), _mpi_type(tensor.dtype, what)]
 
     def sync(self) -> None:
         """Write a received contiguous stand-in back into the caller's tensor."""
@@ -282,14 +281,8 @@ class MPIWork(dist._Work):  # type: ignore[misc,name-defined]  # private in torc
     source_rank = _source_rank
 
 
-_DONE: list[MPIWork] = []
-
-
-def _done() -> MPIWork:
-    """The finished Work of a blocking call (one object: nothing in it varies)."""
-    if not _DONE:
-        _DONE.append(MPIWork("done", []))
-    return _DONE[0]
+#: the finished Work every blocking fast-path call returns (nothing in it varies)
+_DONE = MPIWork("done", [])
 
 
 class MPI4PyProcessGroup(dist.ProcessGroup):
@@ -349,7 +342,8 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
                                       f"got {len(items)}")
         return items[0]
 
-    def _average(self, red: Any, buf: _Buf) -> list[Callable[[], None]]:
+    def _after_reduce(self, red: Any, buf: _Buf) -> list[Callable[[], None]]:
+        """Finishers of a reduction into ``buf``: divide for AVG, then copy back."""
         finish: list[Callable[[], None]] = []
         if getattr(red, "op", red) == _Red.AVG:
             size = self.size()
@@ -358,9 +352,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
                 buf.contiguous.div_(size)
 
             finish.append(divide)
-        if buf.contiguous.data_ptr() != buf.tensor.data_ptr():
-            finish.append(buf.sync)
-        return finish
+        return [*finish, buf.sync]
 
     # -- collectives --------------------------------------------------------------
 
@@ -372,7 +364,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
             if spec is not None:
                 self.comm.Allreduce(MPI.IN_PLACE, spec, _mpi_op(red, tensors[0].dtype,
                                                                 "all_reduce"))
-                return _done()
+                return _DONE
         buf = _Buf(self._one(tensors, "all_reduce"), "all_reduce")
         op = _mpi_op(opts.reduceOp, buf.dtype, "all_reduce")
         comm = self.comm
@@ -380,7 +372,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
             "all_reduce", tensors,
             lambda: comm.Allreduce(MPI.IN_PLACE, buf.spec, op),
             lambda: comm.Iallreduce(MPI.IN_PLACE, buf.spec, op),
-            opts, self._average(opts.reduceOp, buf))
+            opts, self._after_reduce(opts.reduceOp, buf))
 
     def allreduce_coalesced(self, tensors: list[Tensor], opts: Any = None) -> MPIWork:
         opts = opts or AllreduceCoalescedOptions()
@@ -393,7 +385,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
             spec = _fast_spec(tensors[0])
             if spec is not None:  # torch's frontend has checked the root
                 self.comm.Bcast(spec, opts.rootRank)
-                return _done()
+                return _DONE
         buf = _Buf(self._one(tensors, "broadcast"), "broadcast")
         root = self._root(opts, "broadcast")
         comm = self.comm
@@ -409,7 +401,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
         comm = self.comm
         send = MPI.IN_PLACE if self.rank() == root else buf.spec
         recv = buf.spec if self.rank() == root else None
-        finish = self._average(opts.reduceOp, buf) if self.rank() == root else []
+        finish = self._after_reduce(opts.reduceOp, buf) if self.rank() == root else []
         return self._run("reduce", tensors, lambda: comm.Reduce(send, recv, op, root),
                          lambda: comm.Ireduce(send, recv, op, root), opts, finish)
 
@@ -417,25 +409,18 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
         self, output_lists: list[list[Tensor]], inputs: list[Tensor], opts: Any = None
     ) -> MPIWork:
         opts = opts or AllgatherOptions()
-        src = _Buf(self._one(inputs, "all_gather"), "all_gather")
-        outputs = self._one(output_lists, "all_gather")
-        return self._gather_into("all_gather", outputs, src, opts, output_lists[0])
-
-    def _gather_into(
-        self, what: str, outputs: list[Tensor], src: _Buf, opts: Any, result: list[Tensor]
-    ) -> MPIWork:
-        """Allgatherv into one flat buffer, then split into ``outputs`` (any sizes)."""
+        what = "all_gather"
+        src = _Buf(self._one(inputs, what), what)
+        outputs = self._one(output_lists, what)
         for out in outputs:
             _check(out, what)
-        counts = [out.numel() for out in outputs]
-        if len(counts) != self.size() or counts[self.rank()] != src.contiguous.numel():
+        if len(outputs) != self.size() or \
+                outputs[self.rank()].numel() != src.contiguous.numel():
             raise ValueError(f"mpi4py backend: {what} needs {self.size()} outputs, this "
                              f"rank's of {src.contiguous.numel()} elements")
-        flat = torch.empty(sum(counts), dtype=src.dtype)
-        spec = _vspec(flat, counts, what)
+        spec, unpack = _receiver(outputs, src.dtype, what)
         comm = self.comm
-        unpack = _unpacker(outputs, flat, counts)
-        return self._run(what, result, lambda: comm.Allgatherv(src.spec, spec),
+        return self._run(what, outputs, lambda: comm.Allgatherv(src.spec, spec),
                          lambda: comm.Iallgatherv(src.spec, spec), opts, [unpack])
 
     def all_gather_single(self, output: Tensor, input: Tensor, opts: Any = None) -> MPIWork:
@@ -446,7 +431,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
                     and recv[2] is send[2]:
                 recv[1] = send[1]  # elements received from each rank
                 self.comm.Allgather(send, recv)
-                return _done()
+                return _DONE
         src, out = _Buf(input, "all_gather_into_tensor"), _Buf(output, "all_gather_into_tensor")
         if out.contiguous.numel() != src.contiguous.numel() * self.size():
             raise ValueError("mpi4py backend: all_gather_into_tensor output must hold "
@@ -470,12 +455,9 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
             return self._run("gather", [], lambda: comm.Gatherv(src.spec, None, root),
                              lambda: comm.Igatherv(src.spec, None, root), opts)
         outputs = self._one(output_lists, "gather")
-        counts = [out.numel() for out in outputs]
-        if len(counts) != self.size():
+        if len(outputs) != self.size():
             raise ValueError(f"mpi4py backend: gather needs {self.size()} outputs on the root")
-        flat = torch.empty(sum(counts), dtype=src.dtype)
-        spec = _vspec(flat, counts, "gather")
-        unpack = _unpacker(outputs, flat, counts)
+        spec, unpack = _receiver(outputs, src.dtype, "gather")
         return self._run("gather", outputs, lambda: comm.Gatherv(src.spec, spec, root),
                          lambda: comm.Igatherv(src.spec, spec, root), opts, [unpack])
 
@@ -519,7 +501,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
         return self._run(what, result,
                          lambda: comm.Reduce_scatter(send, out.spec, counts, op),
                          lambda: comm.Ireduce_scatter(send, out.spec, counts, op),
-                         opts, self._average(opts.reduceOp, out))
+                         opts, self._after_reduce(opts.reduceOp, out))
 
     def reduce_scatter_single(
         self, output: Tensor, input: Tensor, opts: Any = None
@@ -542,14 +524,9 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
         what = "all_to_all"
         if len(outputs) != self.size() or len(inputs) != self.size():
             raise ValueError(f"mpi4py backend: {what} needs {self.size()} inputs and outputs")
-        dtype = inputs[0].dtype
-        send_flat = _flat(inputs, what)
-        recv_counts = [out.numel() for out in outputs]
-        recv_flat = torch.empty(sum(recv_counts), dtype=dtype)
-        send = _vspec(send_flat, [t.numel() for t in inputs], what)
-        recv = _vspec(recv_flat, recv_counts, what)
+        send = _vspec(_flat(inputs, what), [t.numel() for t in inputs], what)
+        recv, unpack = _receiver(outputs, inputs[0].dtype, what)
         comm = self.comm
-        unpack = _unpacker(outputs, recv_flat, recv_counts)
         return self._run(what, outputs, lambda: comm.Alltoallv(send, recv),
                          lambda: comm.Ialltoallv(send, recv), opts, [unpack])
 
@@ -619,14 +596,20 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
     abort = shutdown
 
 
-def _unpacker(outputs: list[Tensor], flat: Tensor, counts: list[int]) -> Callable[[], None]:
-    """A finisher copying the pieces of a received flat buffer into ``outputs``."""
+def _receiver(
+    outputs: list[Tensor], dtype: torch.dtype, what: str
+) -> tuple[list[Any], Callable[[], None]]:
+    """One flat receive buffer for ``outputs`` (any sizes), as an MPI v-spec, and the
+    finisher that copies its pieces into them."""
+    counts = [out.numel() for out in outputs]
+    flat = torch.empty(sum(counts), dtype=dtype)
+
     def unpack() -> None:
         with torch.no_grad():
             for out, piece in zip(outputs, torch.split(flat, counts), strict=True):
                 out.copy_(piece.view(out.shape))
 
-    return unpack
+    return _vspec(flat, counts, what), unpack
 
 
 def _raw(tensor: Tensor) -> Any:

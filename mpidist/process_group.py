@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Callable
 
 from .errors import BackendUnavailableError, UsageError
+from .probes import cuda_devices
 from .world import World
 
 if TYPE_CHECKING:
@@ -74,13 +75,6 @@ register_backend(Backend("mpi4py", lambda: True, False, "mpidist's MPI process g
 CHOICES = ("auto", "none", *BACKENDS)
 
 
-def cuda_devices() -> int:
-    """Number of CUDA devices torch sees (0 on CPU builds)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
 def resolve_backend(requested: str, world: World) -> str | None:
     """Map ``auto``/``none``/a name to the backend to start, or None for no group.
 
@@ -129,9 +123,6 @@ def init_default_group(
     import torch
     import torch.distributed as dist
 
-    from .mpi4py_pg import register
-
-    register()
     if generation:
         from torch._C._distributed_c10d import PrefixStore
 

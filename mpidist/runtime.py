@@ -118,7 +118,7 @@ def init(
         from .mpi4py_pg import register
 
         register()  # new_group(backend="mpi4py") works whatever the default group
-        _runtime = Runtime(world, comm, node_comm, store, None, backend, seconds)
+        _runtime = Runtime(world, comm, node_comm, store, None)
     rt = _runtime
     rt.requested, rt.timeout = backend, seconds
     if rt.backend is None:

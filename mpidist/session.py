@@ -403,7 +403,6 @@ class MPISession:
         ours goes down before one and comes back before the next other test."""
         compat.begin()
         if compat.is_spawning_class(getattr(item, "cls", None)):
-            compat.install(setting(self.config, env.SHARED_DIR))
             if not self._released:
                 self._released = runtime.release_default_group()
         elif self._released:

@@ -91,12 +91,16 @@ class Job:
             argv.insert(3, "--with-mpi")
         prefix = launcher if isinstance(launcher, list) else (
             mpirun_command(n) if launcher else [])
-        cmd = prefix + argv
+        return self.execute(prefix + argv, junit, timeout, env)
+
+    def execute(self, cmd: list[str], junit: Path | None = None, timeout: float = TIMEOUT,
+                env: dict[str, str] | None = None) -> MPIResult:
+        """Run any command line in the job directory (a launcher and what it starts)."""
         start = time.monotonic()
         proc = subprocess.run(cmd, cwd=self.path, env={**job_env(), **(env or {})},
                               capture_output=True, text=True, timeout=timeout)
         result = MPIResult(proc.returncode, proc.stdout, proc.stderr,
-                           time.monotonic() - start, junit)
+                           time.monotonic() - start, junit or self.path / "no-junit.xml")
         print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode} in {result.seconds:.1f}s\n"
               f"{proc.stdout}\n--- stderr\n{proc.stderr}")
         return result

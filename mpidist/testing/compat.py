@@ -30,7 +30,7 @@ import sys
 import tempfile
 import types
 import unittest
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import runtime
@@ -51,10 +51,11 @@ class SatOut(unittest.SkipTest):
 @dataclass
 class _State:
     shared_dir: str = ""
-    tests: int = 0  # spawning tests begun, the same count on every rank
+    tests: int = 0  # tests begun, the same count on every rank
     sat_out: bool = False  # this rank sat out the test in flight
     left_early: bool = False  # this rank left the body through a TEST_SKIPS exit code
-    groups: dict[int, MPI.Comm] | None = None  # world_size -> its ranks' communicator
+    torchrun_env: bool = False  # RANK/WORLD_SIZE say a torch class's sub-world
+    groups: dict[int, MPI.Comm] = field(default_factory=dict)  # world_size -> its ranks
 
 
 _state = _State()
@@ -87,12 +88,13 @@ def left_early() -> bool:
 
 def begin() -> None:
     """The session starts a test (on every rank, so the count agrees); torchrun's
-    RANK/WORLD_SIZE are the world's again even if a torch class's setUp failed."""
+    RANK/WORLD_SIZE are the world's again after a torch class's test set them."""
     _state.sat_out = _state.left_early = False
     _state.tests += 1
-    if runtime.is_initialized():
+    if _state.torchrun_env:
         world = runtime.current().world
         os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world.size), str(world.rank)
+        _state.torchrun_env = False
 
 
 def group_comm(world_size: int) -> MPI.Comm:
@@ -100,8 +102,6 @@ def group_comm(world_size: int) -> MPI.Comm:
     ``0..world_size-1``, COMM_NULL elsewhere."""
     from mpi4py import MPI
 
-    if _state.groups is None:
-        _state.groups = {}
     if world_size not in _state.groups:
         rt = runtime.current()
         rank = rt.world.rank
@@ -131,8 +131,7 @@ def shared_file(tag: str) -> str:
     """A path the test's ranks agree on without talking: job, test count, tag."""
     rt = runtime.current()
     base = _state.shared_dir or tempfile.gettempdir()
-    path = os.path.join(base, f"mpidist-{rt.world.master_port}-{_state.tests}-{tag}")
-    return path
+    return os.path.join(base, f"mpidist-{rt.world.master_port}-{_state.tests}-{tag}")
 
 
 def _skip_for_exit(code: Any) -> unittest.SkipTest | None:
@@ -167,7 +166,7 @@ def _destroy_group() -> None:
             dist.destroy_process_group()
 
 
-def _in_scope(self: Any, world_size: int, fn: Callable[[], None]) -> None:
+def _in_scope(world_size: int, fn: Callable[[], None]) -> None:
     with scope(group_comm(world_size), list(range(world_size))):
         fn()
 
@@ -182,8 +181,8 @@ def _spawn_processes(self: Any) -> None:
         os.remove(old)
     self.rank = rank
     self.file_name = shared_file("file")
-    os.environ["WORLD_SIZE"] = str(world_size)
-    os.environ["RANK"] = str(rank)
+    os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world_size), str(rank)
+    _state.torchrun_env = True  # the next test's begin() puts the world's back
 
 
 def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
@@ -195,12 +194,10 @@ def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
         if self.rank == main:  # setUp never called _spawn_processes: torch runs nothing
             return
         try:
-            _in_scope(self, int(self.world_size), lambda: _run_here(self, fn))
+            _in_scope(int(self.world_size), lambda: _run_here(self, fn))
         finally:
             if self.destroy_pg_upon_exit:
                 _destroy_group()
-            os.environ["WORLD_SIZE"] = str(runtime.current().world.size)
-            os.environ["RANK"] = str(runtime.current().world.rank)
 
     return types.MethodType(wrapper, self)
 
@@ -237,7 +234,7 @@ def _continuous_wrap(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
     def wrapper(self: Any) -> None:
         cls = type(self)
         try:
-            _in_scope(self, cls.world_size, lambda: _run_here(self, fn))
+            _in_scope(cls.world_size, lambda: _run_here(self, fn))
         except unittest.SkipTest:
             raise
         except BaseException:

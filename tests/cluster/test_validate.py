@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -23,13 +22,7 @@ def validate(cluster, job: Job, *args: str, wrap: list[str] | None = None,
     cmd = [*cluster.launcher(job, list(layout)), *(wrap or []), sys.executable, "-m",
            "mpidist.cli", "validate", "--json", str(job.path / "v.json"), "--heatmap",
            str(job.path / "v.png"), *QUICK, *args]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=job.path, env=job_env(), capture_output=True, text=True,
-                          timeout=300)
-    print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{proc.stdout}\n--- stderr\n"
-          f"{proc.stderr}")
-    result = MPIResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start,
-                       job.path / "none.xml")
+    result = job.execute(cmd, timeout=300)
     path = job.path / "v.json"
     return result, json.loads(path.read_text()) if path.exists() else {}
 

@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 
-from ..mpijob import MPIResult, job_env, mpirun_command
+from ..mpijob import MPIResult, mpirun_command
 
 QUICK = ["--sizes", "4K,64K", "--iters", "2", "--warmup", "1"]
 
@@ -16,13 +14,7 @@ QUICK = ["--sizes", "4K,64K", "--iters", "2", "--warmup", "1"]
 def validate(job, n: int, *args: str) -> MPIResult:
     cmd = [*mpirun_command(n), sys.executable, "-m", "mpidist.cli", "validate", *args,
            "--", "--color=no"]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=job.path, env=job_env(), capture_output=True, text=True,
-                          timeout=300)
-    print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode}\n{proc.stdout}\n--- stderr\n"
-          f"{proc.stderr}")
-    return MPIResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start,
-                     job.path / "none.xml")
+    return job.execute(cmd, timeout=300)
 
 
 def test_one_node_report(job):
