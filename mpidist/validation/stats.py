@@ -9,7 +9,7 @@ then judged among the links of healthy nodes, so a single bad cable is
 named as a link, not blamed on both its ends. An outlier must be both
 statistically clear (robust z beyond ``Z``) and large in practice (below
 ``DROP`` x the median): a quiet, uniform cluster has a MAD near zero, and
-10 % noise there must not name anybody.
+its noise must not name anybody. Absolute bars are ``--expect-p2p``'s job.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ BUS_FACTOR: dict[str, Callable[[int], float]] = {
     "reduce": lambda n: 1.0,
 }
 Z = 3.5  # robust z beyond which a value is an outlier (Iglewicz and Hoaglin)
-DROP = 0.7  # ...and it must be below 70 % of the median (above 1/0.7 for latency)
+DROP = 0.5  # ...and below half the median (above twice it for latency): on a healthy
+#              cluster of 3 time-shared namespace nodes one node measured 0.67x
 MAD_FLOOR = 0.02  # the scale is never below 2 % of the median
 
 
