@@ -32,7 +32,11 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
-        "pytest11": ["mpidist = mpidist.plugin"],
+        # Three plugins, one per layer, so that no layer imports the one above
+        # it: the runner, torch's spawning classes (testing), the journal (supervisor).
+        "pytest11": ["mpidist = mpidist.runner.plugin",
+                     "mpidist_testing = mpidist.testing.plugin",
+                     "mpidist_journal = mpidist.supervisor.recorder"],
         "console_scripts": ["mpidist = mpidist.cli:main"],
     },
     classifiers=[

@@ -1,54 +1,52 @@
 """mpidist: run PyTorch distributed test suites under mpirun/srun, with one truthful report.
 
-How it works, bottom to top (imports only point down):
+How it works, bottom to top; a module imports only from its own layer or the
+layers below it (``tests/unit/test_packaging.py`` parses every import, lazy
+ones included, and holds this):
 
-* ``world``   -- mpi4py's COMM_WORLD -> a frozen ``World`` (rank, size, host,
-  local rank/size, node rank). No torch.
-* ``netif``, ``store`` -- rank 0 picks an address the others can reach, hosts
-  a TCPStore on a free port, broadcasts it; every rank exports torchrun's
-  variables (MASTER_ADDR, RANK, LOCAL_RANK, ...).
-* ``process_group`` -- the default torch.distributed group (auto = NCCL with
-  a GPU, else gloo), with errors that say what this torch build lacks;
-  ``mpi4py_pg`` is an MPI process group for stock torch (``"mpi4py"``).
+* ``errors`` -- the exception tree.
+* ``bootstrap/`` -- mpi4py's COMM_WORLD -> a frozen ``World``; the address
+  rank 0 publishes; its TCPStore and torchrun's variables; node probes; the
+  settings table. No torch at import time.
+* ``backends/`` -- the registry of torch.distributed backends and the default
+  group; ``backends.mpi4py``, an MPI process group for stock PyPI torch.
 * ``runtime`` -- ``init()`` / ``shutdown()`` tie those together, idempotently.
-* ``plugin`` (pytest11 entry, inert without ``--with-mpi``) -> ``session``:
-  every rank runs every test in the same order without logging it
-  (``consensus`` checks the collection first); ``wire`` serialises reports
-  with pytest's own hooks, ``gather`` moves them to rank 0 (a compact record
-  for ranks that passed, full reports otherwise), ``merge`` folds them into
-  one report per phase, and rank 0 replays that into pytest's logging hooks,
-  so the terminal, ``-x``, ``--junitxml`` and ``--durations`` work unchanged.
-* ``watchdog`` / ``hang`` / ``signals`` -- a per-rank thread with its own
-  TCPStore client ends a test that hangs or whose peers failed, and reports
-  where every rank was; a SIGTERM (a rank died) still yields a report.
-* ``journal`` / ``supervisor`` / ``replay`` -- ``mpidist run`` relaunches after
-  a test kills the job and ends with one replayed report and JUnit file.
-* ``testing`` (with ``probes``) -- torch's test vocabulary with collective skips,
-  ``DistributedTestCase``, and ``compat``: torch's MultiProcessTestCase family
-  run unchanged, one MPI rank per ``self.rank``.
-* ``validation`` -- ``mpidist validate``'s suite: inventory, correctness,
+* ``safety/`` -- the watchdog thread (deadlines, failed peers, every rank's
+  stacks through the store) and SIGTERM handling; they produce data.
+* ``runner/`` -- the pytest plugin (inert without ``--with-mpi``): collection
+  agreement, the per-test pipeline on a group of ranks, the exchange of
+  records to the group's root, the merge into one report per phase, and the
+  replay into pytest's logging hooks, so the terminal, ``-x``, ``--junitxml``
+  and ``--durations`` work unchanged; hangs and SIGTERM become reports.
+* ``testing/`` -- torch's test vocabulary with collective skips,
+  ``DistributedTestCase``, and its own plugin that runs torch's
+  MultiProcessTestCase family unchanged, one MPI rank per ``self.rank``.
+* ``validation/`` -- ``mpidist validate``'s suite: inventory, correctness,
   bandwidth, node-to-node links, the suspects, JSON and heatmap.
+* ``supervisor/`` -- ``mpidist run``: the journal (written by its own plugin
+  on rank 0), relaunch after a test kills the job, what each launcher says
+  about a dead rank, and one replayed report.
 * ``cli`` -- the ``mpidist`` command (``info``, ``run``, ``validate``).
+
+docs/internals.md tells the same story at length.
 """
 
 from __future__ import annotations
 
+from .bootstrap.world import World
 from .errors import (
     BackendUnavailableError,
     BootstrapError,
-    CollectionMismatchError,
     MpidistError,
     UsageError,
 )
 from .runtime import current, init, is_initialized, shutdown
-from .world import World
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError",
     "BootstrapError",
-    "CollectionMismatchError",
     "MpidistError",
     "UsageError",
     "World",

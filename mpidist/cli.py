@@ -70,7 +70,7 @@ register(Command("info", "bootstrap the world and print every rank's place in it
 
 
 def _run_raw(argv: list[str]) -> int:
-    from .supervisor import parse_run_args, supervise
+    from .supervisor.relaunch import parse_run_args, supervise
 
     return supervise(parse_run_args(argv))
 
@@ -163,9 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except MpidistError as exc:
-        from . import env
+        from .bootstrap import settings
 
-        task = env.launcher_task()
+        task = settings.launcher_task()
         if task is None or task[1] == 0:  # every rank has the error; one prints it
             print(f"mpidist: error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailableError",
     "BootstrapError",
-    "CollectionMismatchError",
     "MpidistError",
     "UsageError",
 ]
@@ -23,10 +22,6 @@ class MpidistError(Exception):
 
 class UsageError(MpidistError):
     """Bad input from the user: an option, a marker, an environment variable."""
-
-
-class CollectionMismatchError(UsageError):
-    """Ranks collected different tests, so they cannot run them in lockstep."""
 
 
 class BootstrapError(MpidistError):

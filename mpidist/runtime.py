@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import env
-from .agree import raise_together
+from .bootstrap import settings
+from .bootstrap.agree import raise_together
+from .bootstrap.world import World, discover
 from .errors import BootstrapError, MpidistError
-from .world import World, discover
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -103,19 +103,19 @@ def init(
         UsageError: on every rank, for an unknown backend.
     """
     global _runtime
-    from .process_group import init_default_group, resolve_backend
-    from .store import connect_store, export_torch_env
+    from .backends.registry import init_default_group, resolve_backend
+    from .bootstrap.store import connect_store, export_torch_env
 
-    seconds = env.env_value(env.STORE_TIMEOUT) if timeout is None else timeout
+    seconds = settings.env_value(settings.STORE_TIMEOUT) if timeout is None else timeout
     if _runtime is None:
         attach()
         assert _attached is not None
         world, comm, node_comm = _attached
         world, store = connect_store(
-            world, comm, node_comm, seconds, ifname or env.env_value(env.IFNAME)
+            world, comm, node_comm, seconds, ifname or settings.env_value(settings.IFNAME)
         )
         export_torch_env(world)
-        from .mpi4py_pg import register
+        from .backends.mpi4py import register
 
         register()  # new_group(backend="mpi4py") works whatever the default group
         _runtime = Runtime(world, comm, node_comm, store, None)

@@ -21,7 +21,8 @@ import unittest
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
-from .. import probes, runtime
+from .. import runtime
+from ..bootstrap import probes
 
 if TYPE_CHECKING:
     from mpi4py import MPI

@@ -14,8 +14,8 @@ import os
 import re
 from typing import Any, Mapping
 
-from .. import probes
-from ..netif import interface_addresses
+from ..bootstrap import probes
+from ..bootstrap.netif import interface_addresses
 
 __all__ = ["ENV_PREFIXES", "collect", "compare"]
 

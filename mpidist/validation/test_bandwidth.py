@@ -15,10 +15,10 @@ import pytest
 
 from mpidist import testing
 from mpidist.validation import state
+from mpidist.validation.backends import BACKENDS, backend_skip, device_for
 from mpidist.validation.config import COLLECTIVES, Config
 from mpidist.validation.measure import time_collective
 from mpidist.validation.stats import busbw
-from mpidist.validation.test_correctness import BACKENDS, backend_skip, device_for
 
 pytestmark = pytest.mark.mpi
 

@@ -7,33 +7,11 @@ from typing import Any
 
 import pytest
 
-from mpidist import probes, testing
+from mpidist import testing
 from mpidist.validation import state
+from mpidist.validation.backends import BACKENDS, backend_skip, device_for
 
 pytestmark = pytest.mark.mpi
-
-BACKENDS = ["gloo", "mpi4py", "nccl"]
-
-
-def backend_skip(backend: str) -> str | None:
-    """This rank's reason to skip ``backend`` (decided collectively by the caller)."""
-    import torch.distributed as dist
-
-    if backend == "nccl":
-        if not dist.is_nccl_available():
-            return "NCCL: this torch build has none (GPU-only check)"
-        if probes.cuda_devices() == 0:
-            return "NCCL: no CUDA device on this node (GPU-only check)"
-    return None
-
-
-def device_for(backend: str, world: Any) -> Any:
-    import torch
-
-    if backend == "nccl":
-        return torch.device("cuda", world.local_rank % probes.cuda_devices())
-    return torch.device("cpu")
-
 
 def run_collectives(group: Any, device: Any) -> list[str]:
     """Each collective with values every rank can predict; the mismatches."""

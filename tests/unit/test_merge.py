@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from _pytest.reports import TestReport
 
-from mpidist.merge import SAT_OUT, RankedFailure, RankResult, merge_test, outcome_map
-from mpidist.world import World
+from mpidist.bootstrap.world import World
+from mpidist.runner.failures import RankedFailure
+from mpidist.runner.merge import merge_test, outcome_map
+from mpidist.runner.results import SAT_OUT, RankResult
 
 
 def world(n: int, hosts: tuple[str, ...] | None = None) -> World:

@@ -1,4 +1,4 @@
-"""mpi4py_pg's pure decisions: which MPI op and datatype a (ReduceOp, dtype) maps to,
+"""The mpi4py backend's pure decisions: which MPI op and datatype a (ReduceOp, dtype) maps to,
 all_to_all split counts, and the errors for what MPI cannot do (no mpirun needed)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 MPI = pytest.importorskip("mpi4py.MPI")
 
-from mpidist import mpi4py_pg as pg  # noqa: E402
+from mpidist.backends.mpi4py import buffers, ops  # noqa: E402
 
 R = torch.distributed.ReduceOp
 
@@ -20,19 +20,19 @@ R = torch.distributed.ReduceOp
     (R.MIN, torch.bool, "LAND"), (R.MAX, torch.int8, "MAX"),
 ])
 def test_standard_ops(op, dtype, expected):
-    assert pg._mpi_op(op, dtype, "all_reduce") == getattr(MPI, expected)
+    assert ops.mpi_op(op, dtype, "all_reduce") == getattr(MPI, expected)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_types_reduce_through_a_user_op_with_their_own_rounding(dtype):
-    op = pg._mpi_op(R.SUM, dtype, "all_reduce")
+    op = ops.mpi_op(R.SUM, dtype, "all_reduce")
     assert op not in (MPI.SUM, MPI.OP_NULL)
-    assert pg._mpi_type(dtype, "x").Get_size() == 2
+    assert ops.mpi_type(dtype, "x").Get_size() == 2
     acc = torch.tensor([1.0, 2.0, 1024.0], dtype=dtype)
     x = torch.tensor([0.5, 0.25, 1.0], dtype=dtype)
     expected = acc + x  # torch's own half arithmetic: 1025 rounds to 1024 in fp16
-    op.Reduce_local([x.view(torch.int16).numpy(), 3, pg._half_type()],
-                    [acc.view(torch.int16).numpy(), 3, pg._half_type()])
+    op.Reduce_local([x.view(torch.int16).numpy(), 3, ops.half_type()],
+                    [acc.view(torch.int16).numpy(), 3, ops.half_type()])
     assert acc.equal(expected)
 
 
@@ -42,23 +42,23 @@ def test_half_types_reduce_through_a_user_op_with_their_own_rounding(dtype):
 ])
 def test_bitwise_ops_on_floats_name_the_op(op, dtype, message):
     with pytest.raises(NotImplementedError, match=message):
-        pg._mpi_op(op, dtype, "all_reduce")
+        ops.mpi_op(op, dtype, "all_reduce")
 
 
 def test_avg_needs_floats():
     with pytest.raises(TypeError, match=r"AVG needs a floating-point tensor, got torch\.int32"):
-        pg._mpi_op(R.AVG, torch.int32, "all_reduce")
+        ops.mpi_op(R.AVG, torch.int32, "all_reduce")
 
 
 def test_unsupported_dtype_is_named():
     with pytest.raises(TypeError, match=r"broadcast does not support dtype torch\.float8"):
-        pg._mpi_type(torch.float8_e4m3fn, "broadcast")
+        ops.mpi_type(torch.float8_e4m3fn, "broadcast")
 
 
 def test_cuda_tensors_are_refused_with_the_alternative():
     meta = torch.empty(2, device="meta")
     with pytest.raises(NotImplementedError, match=r"takes CPU tensors.*use the nccl backend"):
-        pg._check(meta, "all_reduce")
+        buffers.check(meta, "all_reduce")
 
 
 @pytest.mark.parametrize("shape,splits,size,counts", [
@@ -67,7 +67,7 @@ def test_cuda_tensors_are_refused_with_the_alternative():
     ((4,), [0, 4], 2, [0, 4]),
 ])
 def test_split_counts(shape, splits, size, counts):
-    assert pg._split_counts(torch.empty(shape), splits, size, "a2a") == counts
+    assert buffers.split_counts(torch.empty(shape), splits, size, "a2a") == counts
 
 
 @pytest.mark.parametrize("shape,splits,size,message", [
@@ -76,4 +76,4 @@ def test_split_counts(shape, splits, size, counts):
 ])
 def test_bad_splits_are_explained(shape, splits, size, message):
     with pytest.raises(ValueError, match=message):
-        pg._split_counts(torch.empty(shape), splits, size, "a2a")
+        buffers.split_counts(torch.empty(shape), splits, size, "a2a")

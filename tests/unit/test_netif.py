@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mpidist.errors import BootstrapError
-from mpidist.netif import (
+from mpidist.bootstrap.netif import (
     choose_master_addr,
     interface_addresses,
     interface_of,
     match_interfaces,
     route_source,
 )
+from mpidist.errors import BootstrapError
 
 OWN = {"lo": "127.0.0.1", "docker0": "172.17.0.1", "eth0": "10.9.0.1", "ib0": "10.77.0.1"}
 PEER = {"lo": "127.0.0.1", "docker0": "172.17.0.1", "eth0": "10.9.0.2", "ib0": "10.77.0.2"}

@@ -36,70 +36,126 @@ def test_pytest_mpi_is_not_a_dependency():
     assert not any("pytest-mpi" in r for r in setup_list("INSTALL_REQUIRES"))
 
 
-# Layers, bottom to top. A module may import only from its own layer or below.
-LAYERS = [
-    {"errors", "env", "journal", "launch"},
-    {"world", "netif", "agree", "signals", "probes"},
-    {"store", "consensus", "merge", "slurm", "mpi4py_pg"},
-    {"process_group", "wire", "output"},
-    {"runtime", "gather", "watchdog", "hang"},
-    {"plugin", "fixtures"},
-    {"testing"},  # the subpackage mpidist.testing
-    {"validation"},  # the subpackage mpidist.validation (a pytest suite)
-    {"session", "replay", "supervisor"},
-    {"cli"},
-    {"__init__"},
-]
-PURE = {"errors", "env", "world", "netif", "consensus", "merge", "wire", "journal", "launch",
-        "slurm",
-        "supervisor", "replay"}
+# Layers, bottom to top: a module imports only from its own layer or below,
+# at module level, inside functions (lazy imports) and under TYPE_CHECKING.
+LAYERS = ["errors", "bootstrap", "backends", "runtime", "safety", "runner", "testing",
+          "validation", "supervisor", "__init__", "cli"]
+#: pure logic: no mpi4py or torch import at all, lazy ones included
+PURE = {"errors", "bootstrap.settings", "bootstrap.netif", "bootstrap.slurm",
+        "runner.results", "runner.merge", "runner.failures", "runner.codec",
+        "runner.replay", "runner.markers", "runner.collection", "supervisor.journal",
+        "supervisor.relaunch", "supervisor.launchers", "supervisor.replay"}
+#: loaded by pytest at start-up, with or without --with-mpi
+ENTRY_POINTS = {"runner.plugin", "testing.plugin", "supervisor.recorder", "runner.fixtures",
+                "__init__"}
+PACKAGE = ROOT / "mpidist"
+MODULES = sorted(PACKAGE.rglob("*.py"))
+MAX_LINES = 400
 
 
-def module_imports(path: Path) -> tuple[set[str], set[str]]:
-    """(mpidist modules imported, third-party top-level names imported at module level)."""
-    ours, theirs = set(), set()
+def dotted(path: Path) -> str:
+    """``runner/merge.py`` -> ``runner.merge``; a package's ``__init__`` is the package."""
+    parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+KNOWN = {dotted(p) for p in MODULES}
+
+
+def imports_of(path: Path) -> tuple[set[str], set[str], set[str]]:
+    """(mpidist modules imported anywhere, third-party names imported at module
+    level, third-party names imported anywhere)."""
+    here = dotted(path).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
+    ours: set[str] = set()
+    top: set[str] = set()
+    anywhere: set[str] = set()
     tree = ast.parse(path.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.If):  # TYPE_CHECKING blocks do not run
-            continue
+    toplevel = {id(n) for n in tree.body}
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 2 or (node.level == 1 and path.parent.name in SUBPACKAGES):
-                # inside a subpackage: ``..x`` is mpidist, ``.x`` is the subpackage
-                if node.level == 1:
-                    ours.add(path.parent.name)
-                elif node.module:
-                    ours.add(node.module.split(".")[0])
-                else:
-                    ours.update(alias.name for alias in node.names)
-            elif node.level == 1:
-                if node.module:
-                    ours.add(node.module.split(".")[0])
-                else:
-                    ours.update(alias.name for alias in node.names)
-            elif node.module == "mpidist":  # absolute imports of ours count too
-                ours.update(alias.name for alias in node.names)
-            elif node.module and node.module.startswith("mpidist."):
-                ours.add(node.module.split(".")[1])
-            elif node.module:
-                theirs.add(node.module.split(".")[0])
+            if node.level:
+                base = package[: len(package) - node.level + 1] if node.level > 1 else package
+                stem = [*base, *(node.module.split(".") if node.module else [])]
+            elif node.module and (node.module == "mpidist" or node.module.startswith("mpidist.")):
+                stem = node.module.split(".")[1:]
+            else:
+                name = (node.module or "").split(".")[0]
+                anywhere.add(name)
+                if id(node) in toplevel:
+                    top.add(name)
+                continue
+            for alias in node.names:  # ``from . import compat`` names a module
+                candidate = ".".join([*stem, alias.name])
+                ours.add(candidate if candidate in KNOWN else ".".join(stem) or "__init__")
         elif isinstance(node, ast.Import):
-            theirs.update(alias.name.split(".")[0] for alias in node.names)
-    return ours, theirs
+            for alias in node.names:
+                if alias.name.startswith("mpidist."):
+                    ours.add(alias.name.split(".", 1)[1])
+                else:
+                    anywhere.add(alias.name.split(".")[0])
+                    if id(node) in toplevel:
+                        top.add(alias.name.split(".")[0])
+    return ours, top, anywhere
 
 
-SUBPACKAGES = ("testing", "validation")
-MODULES = sorted((ROOT / "mpidist").glob("*.py")) + [
-    path for sub in SUBPACKAGES for path in sorted((ROOT / "mpidist" / sub).glob("*.py"))]
+def layer(module: str) -> int:
+    return LAYERS.index(module.split(".")[0])
 
 
-@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(ROOT / "mpidist").as_posix())
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_imports_point_down(path):
-    name = path.parent.name if path.parent.name in SUBPACKAGES else path.stem
-    layer = next(i for i, names in enumerate(LAYERS) if name in names)
-    allowed = set().union(*LAYERS[: layer + 1])
-    ours, theirs = module_imports(path)
-    assert ours <= allowed, f"{path.stem} imports upward: {sorted(ours - allowed)}"
-    if path.stem in PURE:
-        assert not theirs & {"mpi4py", "torch"}, f"{path.stem} must stay pure"
-    if path.stem in {"plugin", "fixtures", "__init__"}:  # imported when inert
-        assert not theirs & {"mpi4py", "torch"}
+    name = dotted(path)
+    ours, top, anywhere = imports_of(path)
+    upward = sorted(m for m in ours if layer(m) > layer(name))
+    assert not upward, f"{name} imports upward: {upward}"
+    if name in PURE:
+        assert not anywhere & {"mpi4py", "torch"}, f"{name} must stay pure"
+    if name in ENTRY_POINTS:  # imported when inert
+        assert not top & {"mpi4py", "torch"}, f"{name} imports mpi4py/torch at load"
+
+
+def test_no_import_cycles():
+    graph = {dotted(p): {m for m in imports_of(p)[0] if m in KNOWN} for p in MODULES}
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if nxt == node or (nxt != "__init__" and node.startswith(nxt + ".")):
+                continue  # a package's own __init__ runs first anyway
+            if state.get(nxt) == 1:
+                cycle = [*trail[trail.index(nxt):], nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_module_size(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_LINES, f"{dotted(path)} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_the_supervisor_loads_neither_mpi4py_nor_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, mpidist.cli, mpidist.supervisor.relaunch, mpidist.supervisor.replay;"
+            "print(sorted({'mpi4py', 'torch'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_folder_says_its_job():
+    for init in PACKAGE.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc.splitlines()) >= 2, f"{init} needs a docstring"

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from mpidist import probes
+from mpidist.bootstrap import probes
 
 
 @pytest.fixture

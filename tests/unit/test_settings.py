@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mpidist import env
-from mpidist.plugin import setting
+from mpidist.bootstrap import settings as env
+from mpidist.bootstrap.settings import setting
 
 
 def test_env_value_parses_and_names_the_variable():

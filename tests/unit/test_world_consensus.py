@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mpidist.consensus import describe_mismatch, fingerprint, first_difference
-from mpidist.world import World, format_ranks
+from mpidist.bootstrap.world import World, format_ranks
+from mpidist.runner.collection import describe_mismatch, fingerprint, first_difference
 
 
 @pytest.mark.parametrize(
@@ -52,13 +52,13 @@ def test_describe_mismatch_groups_ranks_with_the_same_list():
      ("gpu[01-03,07],login1", ["gpu01", "gpu02", "gpu03", "gpu07", "login1"])],
 )
 def test_expand_hostlist(text, hosts):
-    from mpidist.slurm import expand_hostlist
+    from mpidist.bootstrap.slurm import expand_hostlist
 
     assert expand_hostlist(text) == hosts
 
 
 def test_slurm_agreement():
-    from mpidist.slurm import compare
+    from mpidist.bootstrap.slurm import compare
 
     good = [{"SLURM_PROCID": str(r), "SLURM_LOCALID": str(r % 2),
              "SLURM_NODEID": str(r // 2), "SLURM_JOB_NODELIST": "a,b"} for r in range(4)]

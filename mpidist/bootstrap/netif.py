@@ -16,7 +16,7 @@ import socket
 import struct
 from typing import Callable, Mapping, Sequence
 
-from .errors import BootstrapError
+from ..errors import BootstrapError
 
 __all__ = [
     "choose_master_addr",

@@ -90,12 +90,9 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
 def synthesized_failure(nodeid: str, message: str) -> list[dict[str, Any]]:
     """Serialized setup/call/teardown reports for a test no rank could report on
     (rank 0 died, or the test never got to run), in pytest's own wire format."""
+    from ..runner.failures import failed_reports
+
     path, _, name = nodeid.partition("::")
-    common = {"nodeid": nodeid, "location": (path, None, name or nodeid), "keywords": {},
-              "user_properties": [], "sections": [], "duration": 0.0, "start": 0.0,
-              "stop": 0.0, "$report_type": "TestReport"}
-    return [
-        {**common, "when": "setup", "outcome": "passed", "longrepr": None},
-        {**common, "when": "call", "outcome": "failed", "longrepr": message},
-        {**common, "when": "teardown", "outcome": "passed", "longrepr": None},
-    ]
+    # what pytest_report_to_serializable makes, without a pytest session
+    return [{**report._to_json(), "$report_type": "TestReport"}
+            for report in failed_reports(nodeid, (path, None, name or nodeid), message)]

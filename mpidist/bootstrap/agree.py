@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import MpidistError
+from ..errors import MpidistError
 
 if TYPE_CHECKING:
     from mpi4py import MPI

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Generic, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, TypeVar
 
-__all__ = ["LAUNCHER_SIZE_VARS", "SETTINGS", "Setting", "env_value", "launcher_task"]
+if TYPE_CHECKING:
+    import pytest
+
+__all__ = ["LAUNCHER_SIZE_VARS", "SETTINGS", "Setting", "env_value", "launcher_task", "setting"]
 
 T = TypeVar("T")
 
@@ -148,3 +151,27 @@ def env_value(setting: Setting[T], environ: Mapping[str, str] | None = None) -> 
         return setting.parse(raw)
     except ValueError as exc:
         raise ValueError(f"{setting.envvar}={raw!r}: {exc}") from None
+
+
+def setting(config: pytest.Config, item: Setting[Any], namespace: Any = None) -> Any:
+    """Resolve a setting for a pytest run: option > ini > ``MPIDIST_*`` env > default.
+
+    ``namespace`` is the parsed options (``config.option``, or the early
+    ``known_args_namespace`` before the full parse).
+
+    Raises:
+        pytest.UsageError: a value does not parse; the message names its source.
+    """
+    import pytest
+
+    namespace = config.option if namespace is None else namespace
+    value = getattr(namespace, f"mpi_{item.name}", None)
+    source = item.option
+    if value is None:
+        value, source = config.getini(item.ini), f"ini {item.ini}"
+    try:
+        if value is None or value == "" or value == []:
+            return env_value(item)
+        return value if isinstance(value, bool) else item.parse(str(value))
+    except ValueError as exc:
+        raise pytest.UsageError(f"{source}: {exc}") from None

@@ -33,7 +33,7 @@ from types import FrameType
 from typing import Sequence
 
 from .journal import JournalState, JournalWriter, read_journal, synthesized_failure
-from .launch import diagnose
+from .launchers import diagnose
 
 __all__ = ["RunOptions", "parse_run_args", "supervise"]
 
@@ -214,7 +214,8 @@ def _final_report(options: RunOptions, journal: Path, launches: int, seconds: fl
     plugins); it collects nothing, so paths and selection options are inert.
     """
     args = [a for a in options.pytest_args if a != "--with-mpi"]
-    cmd = [sys.executable, "-m", "pytest", "-p", "mpidist.replay", f"--mpi-replay={journal}",
+    cmd = [sys.executable, "-m", "pytest", "-p", "mpidist.supervisor.replay",
+           f"--mpi-replay={journal}",
            *args]
     print(f"mpidist run: {launches} launch(es) in {seconds:.1f} s; merged report:",
           file=sys.stderr, flush=True)

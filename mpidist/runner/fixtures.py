@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from .world import World
+from ..bootstrap.world import World
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -33,7 +33,7 @@ def mpi_world(request: pytest.FixtureRequest) -> World:
     """This rank's ``World`` (rank, size, local rank, node, hosts, MASTER_ADDR)."""
     if not _with_mpi(request):
         pytest.skip("mpi_world needs --with-mpi")
-    from .runtime import current
+    from ..runtime import current
 
     return current().world
 
@@ -54,7 +54,7 @@ def process_group(request: pytest.FixtureRequest) -> Any:
     (per test: it is restarted after a torch MultiProcessTestCase class ran)."""
     if not _with_mpi(request):
         pytest.skip("process_group needs --with-mpi")
-    from .runtime import current
+    from ..runtime import current
 
     if current().backend is None:
         pytest.skip("no process group: the session runs with --mpi-backend none")
@@ -72,8 +72,8 @@ def mpi_tmp_path(
     if not _with_mpi(request):
         yield tmp_path_factory.mktemp(name)
         return
-    from .gather import wait_all
-    from .runtime import current
+    from ..runtime import current
+    from .exchange import wait_all
 
     node = current().node_comm
     path = str(tmp_path_factory.mktemp(name)) if node.Get_rank() == 0 else None

@@ -22,7 +22,6 @@ and ends the job. This is the collective-free path torch's own
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
@@ -35,7 +34,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any, Callable
 
-from .world import World
+from ..bootstrap.world import World
 
 __all__ = ["Hang", "RankState", "Watchdog", "where"]
 
@@ -57,7 +56,7 @@ class RankState:
     status: str  # "in the test" | "finished the test"
     where: str
     stacks: str
-    payload: bytes | None = None
+    payload: bytes | None = None  # its serialized result, if it failed the test
 
 
 @dataclass
@@ -71,6 +70,7 @@ class Hang:
     grace: float
     states: dict[int, RankState]
     missing: list[int]
+    members: tuple[int, ...] = ()
 
 
 @dataclass
@@ -79,6 +79,7 @@ class _Test:
     item: Any
     timeout: float
     deadline: float
+    members: tuple[int, ...]
     phase: str = "in the test"
     payload: bytes | None = None
     failed_at: float | None = None
@@ -148,9 +149,13 @@ class Watchdog:
 
     # -- main thread ---------------------------------------------------------------
 
-    def begin(self, index: int, item: Any, timeout: float) -> None:
-        """Test ``index`` starts now and must end within ``timeout`` seconds."""
-        self._test = _Test(index, item, timeout, time.monotonic() + timeout)
+    def begin(self, index: int, item: Any, timeout: float,
+              members: tuple[int, ...] | None = None) -> None:
+        """Test ``index`` starts now on ``members`` (global ranks; default: every
+        rank) and must end within ``timeout`` seconds. Its first member watches
+        for peer failures and collects the answers."""
+        members = tuple(range(self.world.size)) if members is None else members
+        self._test = _Test(index, item, timeout, time.monotonic() + timeout, members)
 
     def finished(self, payload: bytes | None) -> None:
         """This rank is done with the test; ``payload`` = its reports if it failed."""
@@ -174,7 +179,7 @@ class Watchdog:
     def _run(self) -> None:
         while not self._stop.wait(TICK):
             test = self._test
-            if test is None or (test.answered and self.world.rank != 0):
+            if test is None or (test.answered and not self._leads(test)):
                 continue
             try:
                 self._tick(test)
@@ -183,13 +188,16 @@ class Watchdog:
                       file=sys.stderr)
                 return
 
+    def _leads(self, test: _Test) -> bool:
+        return self.world.rank == test.members[0]
+
     def _tick(self, test: _Test) -> None:
         dump = f"{_PREFIX}dump/{test.index}"
         now = time.monotonic()
         if not test.triggered and now > test.deadline:
             test.triggered = True
             self.store.compare_set(dump, "", "timeout")
-        if self.world.rank == 0 and not test.triggered:
+        if self._leads(test) and not test.triggered:
             if test.failed_at is None:
                 if self.store.check([f"{_PREFIX}nfailed/{test.index}"]):
                     test.failed_at = now
@@ -199,7 +207,7 @@ class Watchdog:
         if not test.answered and self.store.check([dump]):
             test.answered = True
             self._answer(test)
-            if self.world.rank == 0 and self.on_hang is not None:
+            if self._leads(test) and self.on_hang is not None:
                 why = self.store.get(dump).decode()
                 self.on_hang(self.collect(test, why))
 
@@ -209,14 +217,13 @@ class Watchdog:
             "status": test.phase,
             "where": where(frame),
             "stacks": _thread_stacks(skip=threading.get_ident()),
-            "payload": None if test.payload is None else
-            base64.b64encode(test.payload).decode(),
+            "payload": None if test.payload is None else test.payload.decode(),
         }
         self.store.set(f"{_PREFIX}stack/{test.index}/{self.world.rank}", json.dumps(record))
 
     def collect(self, test: _Test, why: str, wait: float = ANSWER_WAIT) -> Hang:
         """Rank 0: every rank's answer for ``test`` (waits up to ``wait`` seconds)."""
-        keys = {r: f"{_PREFIX}stack/{test.index}/{r}" for r in range(self.world.size)}
+        keys = {r: f"{_PREFIX}stack/{test.index}/{r}" for r in test.members}
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and not self.store.check(list(keys.values())):
             time.sleep(min(TICK, wait / 4))
@@ -228,8 +235,9 @@ class Watchdog:
             data = json.loads(self.store.get(key))
             payload = data["payload"]
             states[rank] = RankState(rank, data["status"], data["where"], data["stacks"],
-                                     None if payload is None else base64.b64decode(payload))
-        return Hang(test.index, test.item, why, test.timeout, self.grace, states, missing)
+                                     None if payload is None else payload.encode())
+        return Hang(test.index, test.item, why, test.timeout, self.grace, states, missing,
+                    test.members)
 
     def answer_now(self) -> None:
         """Post this rank's stacks for the test in flight, unasked (on SIGTERM)."""

@@ -1,16 +1,18 @@
-"""``pytest -p mpidist.replay --mpi-replay JOURNAL``: report a journal as a run.
+"""``pytest -p mpidist.supervisor.replay --mpi-replay JOURNAL``: report a journal as a run.
 
 The supervisor's last step. It collects nothing and runs nothing: every
-journaled test's reports go back through ``pytest_runtest_logstart`` /
-``logreport`` / ``logfinish``, as pytest-xdist's controller replays worker
-reports. The terminal summary, ``--junitxml``, ``-r``, ``--durations`` and the
-exit code are pytest's own, computed over every launch of the job at once.
+journaled test's reports go back through the runner's one ``replay``
+(``pytest_runtest_logstart`` / ``logreport`` / ``logfinish``), as pytest-xdist's
+controller replays worker reports. The terminal summary, ``--junitxml``,
+``-r``, ``--durations`` and the exit code are pytest's own, computed over
+every launch of the job at once.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from ..runner.replay import replay
 from .journal import read_journal
 
 __all__: list[str] = []
@@ -43,8 +45,5 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         reports = [hook.pytest_report_from_serializable(config=config, data=data)
                    for data in record["reports"]]
         location = reports[0].location if reports else (nodeid, None, nodeid)
-        hook.pytest_runtest_logstart(nodeid=nodeid, location=location)
-        for report in reports:
-            hook.pytest_runtest_logreport(report=report)
-        hook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
+        replay(hook, nodeid, location, reports)
     return True

@@ -4,19 +4,19 @@ Without ``--with-mpi`` the plugin is inert, as pytest-mpi is: ``mpi``-marked
 tests are skipped with a reason and neither mpi4py nor torch is imported.
 With it, the MPI world is attached before pytest starts capturing (so ranks
 > 0 can be silenced at the file-descriptor level) and ``session.MPISession``
-takes over running, gathering and reporting.
+takes over running, gathering and reporting. Everything heavy is imported
+only then.
 """
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from typing import Generator
 
 import pytest
 
-from . import env
-from .env import SETTINGS, Setting
+from ..bootstrap.settings import SETTINGS
 
-__all__ = ["setting"]
+__all__: list[str] = []
 
 WITH_MPI_REASON = "need --with-mpi option to run"
 
@@ -40,32 +40,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(item.ini, item.help, default=None)
 
 
-def setting(config: pytest.Config, item: Setting[Any], namespace: Any = None) -> Any:
-    """Resolve a setting: option > ini > ``MPIDIST_*`` env > default.
-
-    Raises:
-        pytest.UsageError: a value does not parse; the message names its source.
-    """
-    namespace = config.option if namespace is None else namespace
-    value = getattr(namespace, f"mpi_{item.name}", None)
-    source = item.option
-    if value is None:
-        value, source = config.getini(item.ini), f"ini {item.ini}"
-    try:
-        if value is None or value == "" or value == []:
-            return env.env_value(item)
-        return value if isinstance(value, bool) else item.parse(str(value))
-    except ValueError as exc:
-        raise pytest.UsageError(f"{source}: {exc}") from None
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> Generator[None, None, None]:
     # Outermost wrapper: runs before pytest's capture plugin starts capturing.
     if getattr(early_config.known_args_namespace, "with_mpi", False):
-        from .session import start
+        from .output import start
 
         start(early_config, early_config.known_args_namespace)
     return (yield)

@@ -16,8 +16,8 @@ import os
 from datetime import timedelta
 from typing import TYPE_CHECKING, MutableMapping
 
+from ..errors import BootstrapError
 from .agree import raise_together
-from .errors import BootstrapError
 from .netif import choose_master_addr, interface_addresses, interface_of, route_source
 from .world import World
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Callable
 
-from .errors import BackendUnavailableError, UsageError
-from .probes import cuda_devices
-from .world import World
+from ..bootstrap.probes import cuda_devices
+from ..bootstrap.world import World
+from ..errors import BackendUnavailableError, UsageError
 
 if TYPE_CHECKING:
     from torch.distributed import Store  # type: ignore[attr-defined]  # no __all__ entry

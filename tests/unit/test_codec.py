@@ -1,4 +1,5 @@
-"""wire: reports survive the trip through pytest's own serialization hooks."""
+"""codec and the exchange record: reports survive the trip through pytest's own
+serialization hooks, as JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 import pytest
 from _pytest.reports import TestReport
 
-from mpidist.wire import RECORD_LEN, decode, encode, is_compact
+from mpidist.runner.codec import decode, encode, is_compact
+from mpidist.runner.exchange import Record
 
 
 def rep(when: str, outcome: str = "passed", **kw) -> TestReport:
@@ -19,7 +21,7 @@ def rep(when: str, outcome: str = "passed", **kw) -> TestReport:
 def test_passing_rank_sends_only_the_record(pytestconfig):
     reports = [rep("setup"), rep("call"), rep("teardown")]
     record, payload = encode(pytestconfig, reports, [])
-    assert payload is None and len(record) == RECORD_LEN and record[0] == 0
+    assert payload is None and len(record.to_array()) == Record.SIZE and record.payload_len == 0
     result = decode(pytestconfig, 3, record, None)
     assert result.reports is None and result.durations == {
         "setup": 0.25, "call": 0.25, "teardown": 0.25}
@@ -27,8 +29,9 @@ def test_passing_rank_sends_only_the_record(pytestconfig):
 
 def test_setup_only_run_marks_missing_phase(pytestconfig):
     record, _ = encode(pytestconfig, [rep("setup"), rep("teardown")], [])
-    assert math.isnan(record[2])
-    assert "call" not in decode(pytestconfig, 1, record, None).durations
+    assert math.isnan(record.to_array()[2])
+    back = Record.from_array(record.to_array())
+    assert "call" not in decode(pytestconfig, 1, back, None).durations
 
 
 @pytest.mark.parametrize(
@@ -41,7 +44,7 @@ def test_setup_only_run_marks_missing_phase(pytestconfig):
 def test_anything_notable_sends_full_reports(pytestconfig, reports):
     assert not is_compact(reports, [])
     record, payload = encode(pytestconfig, reports, [])
-    assert payload is not None and record[0] == len(payload)
+    assert payload is not None and record.payload_len == len(payload)
     back = decode(pytestconfig, 2, record, payload)
     assert back.reports is not None
     assert [(r.when, r.outcome) for r in back.reports] == [
@@ -59,3 +62,12 @@ def test_subtest_context_keeps_the_senders_strings(pytestconfig):
     back = decode(pytestconfig, 1, record, payload)
     assert back.subtests[0]._sub_test_description() == "[m] (i=0)"
     assert report._sub_test_description() == "[m] (i=0)"
+
+
+def test_payload_is_json_not_pickle(pytestconfig):
+    import json
+
+    _, payload = encode(pytestconfig, [rep("setup"), rep("call", "failed"), rep("teardown")], [])
+    assert payload is not None and isinstance(json.loads(payload), dict)
+    with pytest.raises(ValueError):
+        decode(pytestconfig, 1, Record(3), b"\x80\x04K\x01.")  # a pickle is refused

@@ -15,9 +15,16 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["RankOutput"]
+import pytest
+
+from .. import runtime
+from ..bootstrap import settings
+from ..bootstrap.settings import setting
+from ..errors import MpidistError
+
+__all__ = ["OUTPUT", "RankOutput", "start"]
 
 
 class RankOutput:
@@ -102,3 +109,38 @@ class RankOutput:
         if self.log is not None:
             self.log.close()
             self.log = None
+
+
+#: this rank's output redirection, made before pytest captures anything
+OUTPUT = pytest.StashKey[RankOutput]()
+
+
+def start(config: pytest.Config, namespace: Any) -> RankOutput:
+    """Early (before capture): attach to MPI and redirect the output of ranks > 0.
+
+    Raises:
+        pytest.UsageError: no MPI, an MPI that is not the launcher's, or a bad
+            output setting -- said once, by rank 0 (or the launcher's task 0).
+    """
+    if OUTPUT in config.stash:
+        return config.stash[OUTPUT]
+    try:
+        world = runtime.attach()
+    except MpidistError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    task = settings.launcher_task()
+    if world.size == 1 and task is not None:
+        variable, rank, size = task
+        config.stash[OUTPUT] = RankOutput(rank)  # only the launcher's task 0 speaks
+        raise pytest.UsageError(
+            f"the launcher started {size} tasks ({variable}={size}) but MPI sees a world "
+            "of 1: mpi4py's MPI is not the launcher's (use srun --mpi=pmix, or the mpirun "
+            "of the MPI that mpi4py loads)")
+    try:
+        log_dir = setting(config, settings.LOG_DIR, namespace)
+        show = setting(config, settings.RANK_OUTPUT, namespace)
+    except pytest.UsageError:
+        config.stash[OUTPUT] = RankOutput(world.rank)  # say it once, from rank 0
+        raise
+    config.stash[OUTPUT] = RankOutput(world.rank, log_dir, show)
+    return config.stash[OUTPUT]

@@ -1,0 +1,92 @@
+"""One rank's result for one test as bytes, and back: JSON, never pickle.
+
+Reports cross ranks only through pytest's own ``pytest_report_to_serializable``
+/ ``pytest_report_from_serializable`` hooks (as pytest-xdist does), so
+plugin-defined report types (pytest 9 subtests) survive, and the bytes are
+JSON, so a payload that arrives over MPI or the store can be parsed but never
+executed. A rank whose every phase passed with nothing to add sends only the
+fixed-size ``Record``; the full payload is sent only by ranks that did not
+pass, which keeps the per-test cost of a healthy run flat in the number of
+ranks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .exchange import Record
+from .results import RankResult
+
+if TYPE_CHECKING:
+    import pytest
+    from _pytest.reports import TestReport
+
+__all__ = ["decode", "decode_payload", "encode", "is_compact"]
+
+
+def is_compact(reports: Sequence[TestReport], subtests: Sequence[TestReport]) -> bool:
+    """True when the compact record says everything the root needs."""
+    return not subtests and all(
+        report.passed and not hasattr(report, "wasxfail") and not report.user_properties
+        for report in reports
+    )
+
+
+def encode(
+    config: pytest.Config, reports: Sequence[TestReport], subtests: Sequence[TestReport]
+) -> tuple[Record, bytes | None]:
+    """Return the fixed record and, unless compact, the serialized reports."""
+    record = Record(0, {report.when: report.duration for report in reports})
+    if is_compact(reports, subtests):
+        return record, None
+    to_wire = config.hook.pytest_report_to_serializable
+    payload = json.dumps({
+        "reports": [to_wire(config=config, report=r) for r in reports],
+        "subtests": [to_wire(config=config, report=r) for r in subtests],
+    }, default=str).encode()
+    record.payload_len = len(payload)
+    return record, payload
+
+
+def decode(config: pytest.Config, rank: int, record: Record, payload: bytes | None) -> RankResult:
+    """Rebuild a rank's result from its record and payload."""
+    if payload is None:
+        return RankResult(rank, None, durations=dict(record.durations))
+    return decode_payload(config, rank, payload)
+
+
+def decode_payload(config: pytest.Config, rank: int, payload: bytes) -> RankResult:
+    """Rebuild a rank's full result from its payload alone.
+
+    Raises:
+        ValueError: the payload is not the JSON ``encode`` writes.
+    """
+    data = json.loads(payload)
+    if not isinstance(data, dict):
+        raise ValueError("a result payload must be a JSON object")
+    return RankResult(rank, [_from_wire(config, d) for d in data["reports"]],
+                      [_from_wire(config, d) for d in data["subtests"]])
+
+
+def _from_wire(config: pytest.Config, data: dict[str, Any]) -> TestReport:
+    # JSON has no tuples; pytest's reports hold some (location, a skip's longrepr,
+    # user properties) and code compares them as tuples.
+    data = dict(data)
+    if isinstance(data.get("location"), list):
+        data["location"] = tuple(data["location"])
+    if isinstance(data.get("longrepr"), list):
+        data["longrepr"] = tuple(data["longrepr"])
+    if isinstance(data.get("user_properties"), list):
+        data["user_properties"] = [tuple(p) if isinstance(p, list) else p
+                                   for p in data["user_properties"]]
+    if isinstance(data.get("sections"), list):
+        data["sections"] = [tuple(s) if isinstance(s, list) else s for s in data["sections"]]
+    report: TestReport = config.hook.pytest_report_from_serializable(config=config, data=data)
+    context = data.get("_subtest.context")
+    if isinstance(context, dict) and hasattr(report, "context"):
+        # pytest 9 applies saferepr to subtest kwargs again when rebuilding the
+        # context (i=0 comes back as i='0'); keep the sender's strings, so the
+        # same subtest has the same identity on every rank.
+        object.__setattr__(report.context, "kwargs", dict(context["kwargs"]))
+    return report

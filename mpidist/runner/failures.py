@@ -1,0 +1,204 @@
+"""Every failure mpidist makes up, built in one place.
+
+``RankedFailure`` shows a failure seen on several ranks, grouped by identical
+rendering; ``failed_reports`` is the setup/call/teardown triple of a test that
+no rank could report normally (hung, terminated, or lost with its job);
+``describe_hang`` turns the watchdog's ``Hang`` -- every rank's answer: where it
+is, its stacks, its reports if it failed -- into one failure that says why the
+job was ended and where each rank was. Pure: no MPI, no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+
+from _pytest._code.code import TerminalRepr
+from _pytest.reports import TestReport
+
+if TYPE_CHECKING:
+    from ..safety.watchdog import Hang
+    from .results import RankResult
+
+__all__ = ["Crash", "Labels", "RankedFailure", "describe_hang", "failed_reports"]
+
+
+class Labels(Protocol):
+    """How messages name ranks: a ``World``, or the group a test runs on."""
+
+    def describe(self, rank: int) -> str: ...
+
+    def describe_ranks(self, ranks: list[int]) -> str: ...
+
+
+@dataclass(frozen=True)
+class Crash:
+    """Stands where pytest expects ``longrepr.reprcrash`` (short summary, junitxml)."""
+
+    path: str
+    lineno: int
+    message: str
+
+
+class RankedFailure(TerminalRepr):
+    """A failure seen on several ranks, grouped by identical rendering.
+
+    Renders each group under a ``[ranks ...]`` header, through the original
+    representation's own ``toterminal`` so colours and formatting survive.
+    """
+
+    def __init__(
+        self,
+        groups: list[tuple[str, Any]],
+        notes: Sequence[str] = (),
+        label: str | None = None,
+    ) -> None:
+        self.groups = groups
+        self.notes = list(notes)
+        first_label, first = groups[0]
+        first_label = label or first_label
+        crash = getattr(first, "reprcrash", None)
+        message = crash.message if crash is not None else _first_line(first)
+        self.reprcrash = Crash(
+            getattr(crash, "path", ""), getattr(crash, "lineno", 0),
+            f"[{first_label}] {message}",
+        )
+
+    def toterminal(self, tw: Any) -> None:
+        for label, longrepr in self.groups:
+            tw.line(f"[{label}]", bold=True, red=True)
+            if hasattr(longrepr, "toterminal"):
+                longrepr.toterminal(tw)
+            else:
+                tw.line(str(longrepr))
+        for note in self.notes:
+            tw.line(note, yellow=True)
+
+    def __str__(self) -> str:
+        # The first line is the one-line summary: pytest shows it for a report
+        # that crossed the wire as text (JUnit, the journal, mpidist run).
+        parts = [self.reprcrash.message]
+        for label, longrepr in self.groups:
+            parts.append(f"[{label}]\n{longrepr}")
+        return "\n".join(parts + self.notes)
+
+
+def _first_line(longrepr: Any) -> str:
+    text = str(longrepr).strip()
+    return text.splitlines()[-1] if text else ""
+
+
+def failed_reports(
+    nodeid: str,
+    location: tuple[str, int | None, str],
+    longrepr: Any,
+    *,
+    duration: float = 0.0,
+    properties: Sequence[tuple[str, object]] = (),
+    abnormal: str = "",
+) -> list[TestReport]:
+    """The reports of a test that failed outside the normal path: setup passed, the
+    call failed with ``longrepr``, teardown passed (carrying ``properties``)."""
+    call = TestReport(nodeid, location, {}, "failed", longrepr, "call", duration=duration)
+    if abnormal:
+        from .results import ABNORMAL
+
+        setattr(call, ABNORMAL, abnormal)
+    return [
+        TestReport(nodeid, location, {}, "passed", None, "setup"),
+        call,
+        TestReport(nodeid, location, {}, "passed", None, "teardown",
+                   user_properties=list(properties)),
+    ]
+
+
+_HEADLINES = {  # why -> (the summary's words, what the option is)
+    "timeout": ("Timeout: the test exceeded its {timeout:g} s limit",
+                " (--mpi-timeout, mpi(timeout=) or @pytest.mark.timeout)"),
+    "peer-failure": ("{failed} failed and the other ranks did not finish within {grace:g} s",
+                     " (--mpi-peer-grace)"),
+    "terminated": ("the job was terminated (SIGTERM) while this test ran",
+                   ": a rank died or the launcher stopped the job"),
+}
+
+
+def _rank_failures(labels: Labels, hang: Hang, decode: Callable[[int, bytes], RankResult]
+                   ) -> list[tuple[int, Any]]:
+    """(rank, longrepr) of each rank that sent its failed reports with its answer."""
+    failures: list[tuple[int, Any]] = []
+    for rank, state in sorted(hang.states.items()):
+        if state.payload is None:
+            continue
+        try:
+            result = decode(rank, state.payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            failures.append((rank, f"its report could not be read ({exc})"))
+            continue
+        failed = next((r for r in result.reports or () if r.failed), None)
+        if failed is not None:
+            failures.append((rank, failed.longrepr))
+    return failures
+
+
+def _where_lines(labels: Labels, hang: Hang) -> tuple[list[str], str]:
+    """Where each group of ranks was, who did not answer, the stacks of the ranks
+    still inside the test; and the one-line summary of who was left waiting."""
+    by_where: dict[str, list[int]] = {}
+    for rank, state in sorted(hang.states.items()):
+        label = (state.where if state.status == "in the test"
+                 else "finished the test; waiting for the other ranks")
+        by_where.setdefault(label, []).append(rank)
+    lines = [f"  {labels.describe_ranks(ranks)} {label}" for label, ranks in by_where.items()]
+    if hang.missing:
+        lines.append(f"  {labels.describe_ranks(hang.missing)} did not answer "
+                     "(dead, or holding the GIL); the launcher's message above "
+                     "names its exit code or signal")
+    stacks: dict[str, list[int]] = {}
+    for rank, state in hang.states.items():
+        if state.status == "in the test":
+            stacks.setdefault(state.stacks, []).append(rank)
+    for text, ranks in stacks.items():
+        lines.append(f"\n--- Python stacks of {labels.describe_ranks(ranks)} ---\n{text}")
+    waiting = "; ".join(f"{labels.describe_ranks(rs)} {label}"
+                        for label, rs in by_where.items() if not label.startswith("finished"))
+    return lines, waiting or "no rank answered"
+
+
+def describe_hang(
+    labels: Labels, hang: Hang, decode: Callable[[int, bytes], RankResult]
+) -> RankedFailure:
+    """The failure shown for ``hang``; ``decode`` rebuilds a rank's sent reports."""
+    failures = _rank_failures(labels, hang, decode)
+    summary, detail = _HEADLINES[hang.why]
+    summary = summary.format(timeout=hang.timeout, grace=hang.grace,
+                             failed=labels.describe_ranks([r for r, _ in failures]))
+    where, waiting = _where_lines(labels, hang)
+    if hang.why == "terminated":
+        return _terminated(labels, hang, failures, [summary + detail, *where])
+    groups = [(labels.describe(rank), longrepr) for rank, longrepr in failures]
+    failure = RankedFailure([*groups, ("hang", "\n".join([summary + detail, *where]))])
+    crash = failure.reprcrash
+    if failures:  # lead with the failing rank's own error
+        failure.reprcrash = Crash(crash.path, crash.lineno, f"{crash.message}; left waiting: "
+                                  f"{waiting}")
+    else:
+        failure.reprcrash = Crash("", 0, f"{summary}; {waiting}")
+    return failure
+
+
+def _terminated(labels: Labels, hang: Hang, failures: list[tuple[int, Any]],
+                lines: list[str]) -> RankedFailure:
+    """The cause is who died; the others' failures ("connection reset") are its
+    echo, one line each -- and the launcher's SIGKILL is ~1 s away, so the
+    report must be quick to render."""
+    echoes = []
+    for rank, longrepr in failures:
+        crash = getattr(longrepr, "reprcrash", None)
+        text = crash.message if crash is not None else str(longrepr)
+        echoes.append(f"  {labels.describe(rank)} failed: {text.splitlines()[0][:160]}")
+    failure = RankedFailure([("job terminated", "\n".join([lines[0], *echoes, *lines[1:]]))])
+    dead = (f"no answer from {labels.describe_ranks(hang.missing)}"
+            if hang.missing else "every rank answered")
+    failure.reprcrash = Crash(
+        "", 0, f"the job was terminated (SIGTERM) while this test ran; {dead}")
+    return failure

@@ -1,0 +1,73 @@
+"""The ranks one test runs on: the unit of execution.
+
+Every per-test step -- the body agreement, the exchange to the root, the
+merge's rank labels, the watchdog's scope -- takes a ``Group`` rather than
+reading the world, so a test can run on any set of ranks with its own
+communicator. A run over the whole world is the group whose ranks are every
+rank (``Group.world_group``); its labels read exactly as the world's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..bootstrap.world import World, format_ranks
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+__all__ = ["Group"]
+
+
+@dataclass(frozen=True)
+class Group:
+    """A test's ranks.
+
+    Attributes:
+        world: the job.
+        comm: the group's communicator; its rank ``i`` is global rank ``ranks[i]``.
+        ranks: the global ranks of the members, in group-rank order.
+        rank: this process's rank in the group.
+    """
+
+    world: World
+    comm: MPI.Comm
+    ranks: tuple[int, ...]
+    rank: int
+
+    @classmethod
+    def world_group(cls, world: World, comm: MPI.Comm) -> Group:
+        """The group of every rank, over ``comm`` (a duplicate of COMM_WORLD)."""
+        return cls(world, comm, tuple(range(world.size)), world.rank)
+
+    @property
+    def size(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def is_world(self) -> bool:
+        return self.size == self.world.size
+
+    @property
+    def is_root(self) -> bool:
+        """Whether this process gathers, merges and reports the group's tests."""
+        return self.rank == 0
+
+    def describe(self, rank: int) -> str:
+        """How messages name group rank ``rank``: ``rank 1/2 (global 7, host n2)``."""
+        if self.is_world:
+            return self.world.describe(rank)
+        glob = self.ranks[rank]
+        return f"rank {rank}/{self.size} (global {glob}, host {self.world.hosts[glob]})"
+
+    def describe_ranks(self, ranks: list[int]) -> str:
+        """A set of group ranks, with their global ranks and hosts."""
+        if self.is_world or len(ranks) == 1:
+            return (self.world.describe_ranks(ranks) if self.is_world
+                    else self.describe(ranks[0]))
+        globs = [self.ranks[r] for r in ranks]
+        hosts = sorted({self.world.hosts[g] for g in globs}, key=self.world.hosts.index)
+        label = "host" if len(hosts) == 1 else "hosts"
+        return (f"ranks {format_ranks(ranks)}/{self.size} (global {format_ranks(globs)}, "
+                f"{label} {','.join(hosts)})")

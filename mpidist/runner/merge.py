@@ -1,0 +1,265 @@
+"""Fold every rank's reports for one test into ONE report per phase.
+
+Pure: takes pytest ``TestReport`` objects (the root's own, the others rebuilt
+from the wire) and returns new ones; no MPI, no torch. The rules, per phase:
+
+* failed if any rank failed (setup/teardown failures stay errors);
+* skipped only if every rank skipped; a skip on some ranks only is a failure
+  that says which ranks skipped and why (the test did not run everywhere);
+* xfail across ranks: the test failed somewhere -> xfailed; it passed on every
+  rank -> xpassed (strict: failed, as pytest does);
+* passed if every rank passed.
+
+Failures that render identically are shown once under the list of ranks
+(``ranks 0-15/16 (host n1)``); captured output of failing ranks is kept,
+labelled the same way; the duration is the slowest rank's; a per-rank
+outcome map is added to ``user_properties`` (junitxml writes it). Ranks are
+named through ``Labels``: the world, or the group the test ran on.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable, Sequence
+
+from _pytest.reports import TestReport
+
+from ..bootstrap.world import format_ranks
+from .failures import Labels, RankedFailure
+from .results import COLLECTIVE_SKIP, PHASES, RankResult, phase_kind, report_text, test_outcome
+
+__all__ = ["merge_test", "outcome_map"]
+
+
+def _group(items: Iterable[tuple[int, str]]) -> list[tuple[list[int], str]]:
+    """Group ranks by identical text, in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for rank, text in items:
+        groups.setdefault(text, []).append(rank)
+    return [(ranks, text) for text, ranks in groups.items()]
+
+
+def _texts(reports: dict[int, TestReport], ranks: list[int]) -> list[tuple[list[int], str]]:
+    return _group((r, report_text(reports[r])) for r in ranks)
+
+
+def _labelled_sections(
+    labels: Labels, reports: dict[int, TestReport], ranks: list[int]
+) -> list[tuple[str, str]]:
+    by_section: dict[tuple[str, str], list[int]] = {}
+    for rank in ranks:
+        for name, content in reports[rank].sections:
+            by_section.setdefault((name, content), []).append(rank)
+    return [(f"{name} [{labels.describe_ranks(rs)}]", content)
+            for (name, content), rs in by_section.items()]
+
+
+def _merge_phase(
+    labels: Labels,
+    reports: dict[int, TestReport],
+    durations: dict[int, float],
+    notes: Sequence[str] = (),
+) -> TestReport:
+    """Merge one phase; ``reports`` has the full reports, ``durations`` the compact ranks."""
+    kinds = {rank: phase_kind(rep) for rank, rep in reports.items()}
+    kinds.update({rank: "passed" for rank in durations})
+    by_kind: dict[str, list[int]] = {}
+    for rank in sorted(kinds):
+        by_kind.setdefault(kinds[rank], []).append(rank)
+    base = reports[min(reports)]
+    merged = copy.copy(base)
+    merged.sections = list(base.sections)
+    merged.duration = max([rep.duration for rep in reports.values()] + list(durations.values()))
+    if hasattr(merged, "wasxfail"):
+        del merged.wasxfail
+    skipped = by_kind.get("skipped", [])
+    if by_kind.get("failed"):
+        _as_failed(merged, labels, reports, by_kind["failed"], skipped, notes)
+    elif len(skipped) == len(kinds):
+        _as_skipped(merged, labels, reports, skipped)
+    elif skipped:
+        _as_partly_skipped(merged, labels, reports, skipped, sorted(kinds), notes)
+    elif any(k in by_kind for k in ("xfailed", "xpassed", "xpass_strict")):
+        _as_xfail(merged, labels, reports, by_kind, len(kinds), notes)
+    else:
+        merged.outcome, merged.longrepr = "passed", None
+    return merged
+
+
+def _as_failed(merged: TestReport, labels: Labels, reports: dict[int, TestReport],
+               failed: list[int], skipped: list[int], notes: Sequence[str]) -> None:
+    skip_notes = [f"skipped on {labels.describe_ranks(rs)}: {text}"
+                  for rs, text in _texts(reports, skipped)]
+    merged.outcome = "failed"
+    merged.longrepr = RankedFailure(
+        [(labels.describe_ranks(rs), reports[rs[0]].longrepr)
+         for rs, _ in _texts(reports, failed)],
+        [*notes, *skip_notes], label=labels.describe_ranks(failed))
+    merged.sections = _labelled_sections(labels, reports, failed)
+
+
+def _as_skipped(merged: TestReport, labels: Labels, reports: dict[int, TestReport],
+                skipped: list[int]) -> None:
+    merged.outcome = "skipped"
+    reasons = _texts(reports, skipped)
+    if len(reasons) > 1 and isinstance(merged.longrepr, tuple):
+        text = "; ".join(f"{t} (on {labels.describe_ranks(rs)})" for rs, t in reasons)
+        merged.longrepr = (merged.longrepr[0], merged.longrepr[1], text)
+
+
+def _as_partly_skipped(merged: TestReport, labels: Labels, reports: dict[int, TestReport],
+                       skipped: list[int], ranks: list[int], notes: Sequence[str]) -> None:
+    ran = [r for r in ranks if r not in skipped]
+    reason = "; ".join(f"{t} ({labels.describe_ranks(rs)})"
+                       for rs, t in _texts(reports, skipped))
+    merged.outcome = "failed"
+    merged.longrepr = RankedFailure(
+        [(labels.describe_ranks(skipped),
+          f"skipped on {len(skipped)} of {len(ranks)} ranks only, so the test did "
+          f"not run everywhere (it ran on {labels.describe_ranks(ran)}): {reason}")],
+        notes)
+    merged.sections = _labelled_sections(labels, reports, skipped)
+
+
+def _as_xfail(merged: TestReport, labels: Labels, reports: dict[int, TestReport],
+              by_kind: dict[str, list[int]], total: int, notes: Sequence[str]) -> None:
+    xfailed = by_kind.get("xfailed", [])
+    strict = by_kind.get("xpass_strict", [])
+    source = reports[(xfailed or by_kind.get("xpassed", []) + strict)[0]]
+    reason = getattr(source, "wasxfail", "")
+    if xfailed:
+        merged.outcome, merged.longrepr = "skipped", source.longrepr
+        if len(xfailed) < total:
+            reason = (f"{reason} (failed on {labels.describe_ranks(xfailed)}, "
+                      "passed elsewhere)").strip()
+        merged.wasxfail = reason
+    elif strict:
+        merged.outcome = "failed"
+        merged.longrepr = RankedFailure(
+            [(labels.describe_ranks(strict), reports[strict[0]].longrepr)], notes)
+    else:
+        merged.outcome, merged.longrepr = "passed", None
+        merged.wasxfail = reason
+
+
+def outcome_map(labels: Labels, results: Sequence[RankResult]) -> str:
+    """``passed=0-2,5;failed=3;error=4``: each rank's outcome for the whole test."""
+    per_kind: dict[str, list[int]] = {}
+    for result in results:
+        outcome = "sat_out" if result.sat_out else test_outcome(result.reports or ())
+        per_kind.setdefault(outcome, []).append(result.rank)
+    return ";".join(f"{kind}={format_ranks(ranks)}" for kind, ranks in per_kind.items())
+
+
+def _merge_subtests(labels: Labels, results: Sequence[RankResult]) -> list[TestReport]:
+    keyed: dict[str, dict[int, TestReport]] = {}
+    for result in results:
+        seen: dict[str, int] = {}
+        for report in result.subtests:
+            describe = getattr(report, "_sub_test_description", None)
+            base = str(describe() if describe else report.head_line)
+            n = seen[base] = seen.get(base, 0) + 1
+            keyed.setdefault(f"{base}#{n}", {})[result.rank] = report
+    merged = []
+    for per_rank in keyed.values():
+        report = _merge_phase(labels, per_rank, {})
+        missing = [r.rank for r in results if r.rank not in per_rank]
+        if missing and not report.failed:
+            report.outcome = "failed"
+            report.longrepr = RankedFailure(
+                [(labels.describe_ranks(missing), "this subtest never ran on these ranks")])
+        merged.append(report)
+    return merged
+
+
+def _collective_skip(results: Sequence[RankResult]) -> TestReport | None:
+    """The merged setup report if the ranks agreed to skip (some skipped in setup,
+    the rest skipped before the body because of them); else None."""
+    skipped, deferred = [], []
+    for result in results:
+        setup, call = result.phase("setup"), result.phase("call")
+        if setup is not None and setup.skipped:
+            skipped.append(setup)
+        elif call is not None and call.skipped and getattr(call, COLLECTIVE_SKIP, False):
+            deferred.append(call)
+        else:
+            return None
+    if not skipped or not deferred:
+        return None
+    assert isinstance(skipped[0].longrepr, tuple) and isinstance(deferred[0].longrepr, tuple)
+    path, lineno, _ = skipped[0].longrepr
+    base = results[0].phase("setup")
+    assert base is not None
+    merged = copy.copy(base)
+    merged.outcome, merged.longrepr = "skipped", (path, lineno, deferred[0].longrepr[2])
+    merged.sections = []
+    merged.duration = max(r.phase("setup").duration for r in results)  # type: ignore[union-attr]
+    return merged
+
+
+def _phase_reports(
+    results: Sequence[RankResult], when: str
+) -> tuple[dict[int, TestReport], dict[int, float]]:
+    """Phase ``when``: the full reports by rank, and the compact ranks' durations."""
+    full: dict[int, TestReport] = {}
+    compact: dict[int, float] = {}
+    for result in results:
+        if result.reports is None:
+            if when in result.durations:
+                compact[result.rank] = result.durations[when]
+        elif (report := result.phase(when)) is not None:
+            full[result.rank] = report
+    return full, compact
+
+
+def _with_properties(merged: TestReport, props: tuple[str, str],
+                     reports: Iterable[TestReport]) -> TestReport:
+    """The outcome map, then every rank's own properties once each."""
+    merged.user_properties = [*list(merged.user_properties), props]
+    for report in reports:
+        for prop in report.user_properties:
+            if prop not in merged.user_properties:
+                merged.user_properties.append(prop)
+    return merged
+
+
+def merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport]:
+    """Merge one test's results from every rank into the reports the root logs.
+
+    ``results`` is indexed by rank; the root's entry must be full. Returns the
+    merged setup report, then merged subtest reports, call and teardown, in the
+    order pytest would have logged them. Ranks that sat the test out (``SAT_OUT``)
+    do not count; an ``mpi_outcomes`` property and failure notes say who ran it.
+    """
+    props = ("mpi_outcomes", outcome_map(labels, results))
+    ran_note: list[str] = []
+    sat = [r.rank for r in results if r.sat_out]
+    if sat and len(sat) < len(results):
+        results = [r for r in results if not r.sat_out]
+        ran_note = [f"ran on {labels.describe_ranks([r.rank for r in results])}; "
+                    f"{format_ranks(sat)} sat out (the test's world_size is {len(results)})"]
+    agreed_skip = _collective_skip(results)
+    out: list[TestReport] = []
+    if agreed_skip is not None:  # one skip, then the teardown
+        out.append(_with_properties(agreed_skip, props, ()))
+    for when in PHASES:
+        if agreed_skip is not None and when != "teardown":
+            continue
+        full, compact = _phase_reports(results, when)
+        if not full or (when == "call" and out and not out[-1].passed):
+            continue  # pytest logs no call after a failed setup
+        notes = list(ran_note) if when == "call" else []
+        subtests = _merge_subtests(labels, results) if when == "call" else []
+        out.extend(subtests)
+        if when == "setup":
+            calls = [r.rank for r in results if (c := r.phase("call")) is not None and c.failed]
+            if calls:
+                notes.append(f"the test body also failed on {labels.describe_ranks(calls)}")
+        merged = _merge_phase(labels, full, compact, notes)
+        failed_subtests = sum(1 for sub in subtests if sub.failed)
+        if merged.passed and failed_subtests:  # as pytest does for one process
+            merged.outcome = "failed"
+            merged.longrepr = f"contains {failed_subtests} failed subtest" + (
+                "s" if failed_subtests > 1 else "")
+        out.append(_with_properties(merged, props, full.values()))
+    return out

@@ -1,0 +1,191 @@
+"""One test on one group of ranks: agree, run without logging, exchange, merge, replay.
+
+Every rank of the group runs the test through pytest's
+``runtestprotocol(log=False)``; subtest reports that pytest would log
+mid-test are held back as well, so nothing reaches a reporter on any rank
+until the group's root has every rank's result. Before the body the ranks
+agree on it (a setup skip or error on some ranks stops the body everywhere).
+The root merges the results (``merge``) and replays ONE report per phase
+(``replay``), then broadcasts whether the session must stop, so every rank
+stops at the same test. The watchdog is told when the test begins, when
+this rank is done with it (with its failure, if any) and when the group is
+past it.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generator, Iterator, cast
+
+import pluggy
+import pytest
+from _pytest.reports import TestReport
+from _pytest.runner import runtestprotocol
+
+from .codec import decode, encode
+from .exchange import Exchange
+from .markers import timeout_of
+from .merge import merge_test
+from .replay import replay
+from .results import COLLECTIVE_SKIP, LEFT_EARLY, RankResult, test_outcome
+
+if TYPE_CHECKING:
+    from ..safety.watchdog import Watchdog
+    from .group import Group
+    from .output import RankOutput
+
+__all__ = ["TestPipeline"]
+
+_AGREED = pytest.StashKey[str]()  # this rank took part in the item's body agreement
+
+# status of this rank's setup, for the agreement before the body (max wins)
+_SETUP_PASSED, _SETUP_SKIPPED, _SETUP_FAILED = 0, 1, 2
+
+
+class _HeldHooks:
+    """The hook relay a test sees while it runs: ``pytest_runtest_logreport`` is held."""
+
+    def __init__(self, real: Any, held: list[TestReport]) -> None:
+        self._real = real
+        self._held = held
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def pytest_runtest_logreport(self, *, report: TestReport) -> None:
+        self._held.append(report)
+
+
+@contextmanager
+def _hold_logreports(session: pytest.Session) -> Iterator[list[TestReport]]:
+    """Hold every report logged during a test (pytest 9 subtests log mid-test)."""
+    held: list[TestReport] = []
+    real = session.gethookproxy
+
+    def held_proxy(fspath: os.PathLike[str]) -> pluggy.HookRelay:
+        return cast(pluggy.HookRelay, _HeldHooks(real(fspath), held))
+
+    session.gethookproxy = held_proxy  # type: ignore[method-assign]
+    try:
+        yield held
+    finally:
+        del session.gethookproxy
+
+
+class TestPipeline:
+    """The plugin object that runs each test on ``group``.
+
+    Args:
+        config: the pytest config.
+        group: the ranks every test runs on, with their communicator.
+        watchdog: this rank's deadline thread.
+        output: where this rank's own per-test lines go.
+        default_timeout: seconds a test may take unless its markers say otherwise.
+    """
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, config: pytest.Config, group: Group, watchdog: Watchdog,
+                 output: RankOutput, default_timeout: float) -> None:
+        self.config = config
+        self.group = group
+        self.exchange = Exchange(group.comm)
+        self.watchdog = watchdog
+        self.output = output
+        self.default_timeout = default_timeout
+        self.index = 0  # number of the test in flight, the same on every rank
+
+    def _agree_on_body(self, item: pytest.Item, status: int, reason: str) -> str:
+        """Collective over the group, once per test: "" if every rank may run the
+        body, else why not.
+
+        Ranks whose setup passed call this just before the body; the others
+        after their phases -- one call per rank per test, so it always matches.
+        """
+        from mpi4py import MPI
+
+        comm = self.group.comm
+        verdict = ""
+        if comm.allreduce(status, op=MPI.MAX) != _SETUP_PASSED:
+            states = comm.allgather((status, reason))
+            worst = max(s for s, _ in states)
+            ranks = [r for r, (s, _) in enumerate(states) if s == worst]
+            where = self.group.describe_ranks(ranks)
+            if worst == _SETUP_FAILED:
+                verdict = f"not run: setup failed on {where}"
+            else:
+                reasons = sorted({states[r][1] for r in ranks})
+                verdict = f"skipped on {where}: {'; '.join(reasons)}"
+        item.stash[_AGREED] = verdict
+        return verdict
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        verdict = self._agree_on_body(item, _SETUP_PASSED, "")
+        if verdict:  # another rank skipped or failed setup: nobody runs the body
+            pytest.skip(verdict)
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, TestReport, TestReport]:
+        report = yield
+        if call.when == "call" and item.stash.get(_AGREED, "") and report.skipped:
+            setattr(report, COLLECTIVE_SKIP, True)
+        return report
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+        group, watchdog = self.group, self.watchdog
+        self.index += 1
+        watchdog.begin(self.index, item, timeout_of(item, self.default_timeout), group.ranks)
+        if group.is_root:
+            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        with _hold_logreports(item.session) as subtests:
+            reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        if _AGREED not in item.stash:  # the body never started here: agree anyway
+            setup = reports[0]
+            status = (_SETUP_FAILED if setup.failed else
+                      _SETUP_SKIPPED if setup.skipped else _SETUP_PASSED)
+            reason = setup.longrepr[2] if isinstance(setup.longrepr, tuple) else ""
+            self._agree_on_body(item, status, reason.removeprefix("Skipped: "))
+        del item.stash[_AGREED]
+        record, payload = encode(self.config, reports, subtests)
+        # A failure is never compact: the payload serialized for the exchange is
+        # the one the watchdog sends if the test then hangs (serialized once). A
+        # rank that left the body early counts too: the ranks that did not are in
+        # the body without it, and get --mpi-peer-grace to finish.
+        failed = any(r.failed or getattr(r, LEFT_EARLY, False) for r in reports) or any(
+            r.failed for r in subtests)
+        watchdog.finished(payload if failed else None)
+        stop_fail, stop = self._exchange(item, reports, subtests, record, payload)
+        watchdog.end()
+        session = item.session
+        if not group.is_root:
+            if stop_fail and not session.shouldfail:
+                session.shouldfail = "rank 0 stopped the session (-x/--maxfail)"
+            if stop and not session.shouldstop:
+                session.shouldstop = "rank 0 stopped the session"
+        if self.output.recording:
+            self.output.write_line(f"{test_outcome(reports).upper()} {item.nodeid}")
+        return True
+
+    def _exchange(self, item: pytest.Item, reports: list[TestReport],
+                  subtests: list[TestReport], record: Any, payload: bytes | None
+                  ) -> list[int]:
+        """Results to the root, which merges and replays them; its verdict back."""
+        if not self.group.is_root:
+            self.exchange.gather(record, payload)
+            return self.exchange.verdict([0, 0])
+        gathered = self.exchange.gather(record, None)  # the root keeps its objects
+        assert gathered is not None
+        results = [RankResult(0, reports, list(subtests))] + [
+            decode(self.config, rank, rec, data)
+            for rank, (rec, data) in enumerate(gathered) if rank]
+        replay(item.ihook, item.nodeid, item.location, merge_test(self.group, results),
+               started=True)
+        session = item.session
+        return self.exchange.verdict([int(bool(session.shouldfail)),
+                                      int(bool(session.shouldstop))])

@@ -1,0 +1,106 @@
+"""What one rank says about one test, and the one outcome classifier.
+
+Pure: no MPI, no torch. ``RankResult`` is a rank's result as the runner and
+the merge see it (full reports, or phase durations for a rank that sent the
+compact record). ``phase_kind`` names a phase report's outcome the way the
+merge needs it (pytest's three outcomes plus the xfail cases), and
+``test_outcome`` folds a test's phases into one word; every place that
+classifies an outcome calls these two.
+
+Report attributes set by the layers above and read by the merge travel with
+pytest's own serialization (it keeps a report's extra attributes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from _pytest.reports import TestReport
+
+__all__ = ["ABNORMAL", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES", "SAT_OUT", "RankResult",
+           "phase_kind", "report_text", "test_outcome"]
+
+PHASES = ("setup", "call", "teardown")
+STRICT_XPASS = "[XPASS(strict)]"
+#: on the call report of a rank that skipped because other ranks did
+COLLECTIVE_SKIP = "mpi_collective_skip"
+#: on the call report of a rank the test did not use (a torch class whose
+#: world_size is smaller than the group): left out of the outcome
+SAT_OUT = "mpi_sat_out"
+#: on the call report of a rank that left the body early (torch's skip exit
+#: code): the other ranks may be waiting for it, as for a failure
+LEFT_EARLY = "mpi_left_early"
+#: on the merged call report of a test that ended the job (timeout,
+#: peer-failure, terminated): the journal records it, ``mpidist run`` resumes
+ABNORMAL = "mpi_abnormal"
+
+
+@dataclass
+class RankResult:
+    """What one rank sent for one test.
+
+    Attributes:
+        rank: the rank, in the test's group.
+        reports: its setup/call/teardown reports, or None for a rank that sent
+            the compact record (every phase passed, nothing else to say).
+        subtests: its subtest reports, in the order they were made.
+        durations: phase -> seconds, for compact ranks.
+    """
+
+    rank: int
+    reports: list[TestReport] | None
+    subtests: list[TestReport] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
+
+    def phase(self, when: str) -> TestReport | None:
+        """This rank's report of phase ``when``, if it sent one."""
+        for report in self.reports or ():
+            if report.when == when:
+                return report
+        return None
+
+    @property
+    def sat_out(self) -> bool:
+        """Whether the test did not use this rank."""
+        call = self.phase("call")
+        return call is not None and bool(getattr(call, SAT_OUT, False))
+
+
+def report_text(report: TestReport) -> str:
+    """A report's longrepr as text (a skip's reason for skips)."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # skip: (path, lineno, reason)
+        return str(longrepr[2])
+    return str(longrepr) if longrepr is not None else ""
+
+
+def phase_kind(report: TestReport) -> str:
+    """passed | failed | skipped | xfailed | xpassed | xpass_strict."""
+    xfail = hasattr(report, "wasxfail")
+    if report.failed:
+        if not xfail and report_text(report).startswith(STRICT_XPASS):
+            return "xpass_strict"
+        return "failed"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return "xpassed" if xfail else "passed"
+
+
+def test_outcome(reports: Iterable[TestReport]) -> str:
+    """One word for a whole test: error (setup/teardown failed) > failed > the first
+    other non-passing kind (skipped, xfailed, xpassed) > passed."""
+    outcome = "passed"
+    for report in reports:
+        kind = phase_kind(report)
+        if report.when != "call" and kind == "failed":
+            return "error"
+        if kind in ("failed", "xpass_strict"):
+            outcome = "failed"
+        elif outcome == "passed" and kind != "passed":
+            outcome = kind
+    return outcome
+
+
+test_outcome.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest

@@ -1,0 +1,197 @@
+"""The pytest session under MPI: the skeleton that wires the runner's parts together.
+
+Hooks only. At configure time it bootstraps the world (``runtime.init``),
+makes the group every test runs on (today: the whole world), starts the
+watchdog and registers the parts that do the work: ``CollectionAgreement``
+(every rank holds rank 0's tests) and ``TestPipeline`` (one test on a group).
+Rank 0 decides the exit code, which every rank adopts. When the watchdog gives
+up on a test, or the launcher sends SIGTERM (a rank died, a time limit), the
+session reports the test in flight from a side thread, finishes the session
+(JUnit) and ends the job.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+import pytest
+
+from .. import runtime
+from ..bootstrap import settings
+from ..bootstrap.settings import setting
+from ..bootstrap.slurm import SLURM_VARS
+from ..bootstrap.slurm import compare as compare_slurm
+from ..errors import MpidistError
+from ..safety.signals import on_sigterm
+from ..safety.watchdog import Hang, Watchdog
+from .codec import decode_payload
+from .collection import CollectionAgreement
+from .failures import describe_hang, failed_reports
+from .group import Group
+from .output import start
+from .pipeline import TestPipeline
+from .replay import replay
+
+__all__ = ["MPISession"]
+
+
+class MPISession:
+    """The plugin object registered under ``--with-mpi``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.output = start(config, config.option)
+        self.world = runtime.attach()
+        self.rank = self.world.rank
+        if self.rank != 0:
+            config.option.xmlpath = None  # one JUnit file, written by rank 0
+        self.group: Group | None = None
+        self.watchdog: Watchdog | None = None
+        self.collection: CollectionAgreement | None = None
+        self.pipeline: TestPipeline | None = None
+        self.slurm_problems: list[str] = []
+        self._ending = threading.Event()  # a hang or SIGTERM is being reported
+        self._session: pytest.Session | None = None
+
+    # -- bootstrap -------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        try:
+            runtime.init(setting(config, settings.BACKEND),
+                         timeout=setting(config, settings.STORE_TIMEOUT),
+                         ifname=setting(config, settings.IFNAME))
+        except MpidistError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        rt = runtime.current()
+        self.world = rt.world
+        group = self.group = Group.world_group(rt.world, rt.comm)
+        mine = {k: os.environ[k] for k in SLURM_VARS if k in os.environ}
+        everyone = group.comm.gather(mine, root=0)
+        self.slurm_problems = compare_slurm(self.world, everyone) if everyone else []
+        timeout = setting(config, settings.TIMEOUT)
+        self.watchdog = Watchdog(self.world, setting(config, settings.PEER_GRACE),
+                                 self._on_hang if group.is_root else None)
+        self.collection = CollectionAgreement(config, group, timeout)
+        config.pluginmanager.register(self.collection, "mpidist-collection")
+        self.pipeline = TestPipeline(config, group, self.watchdog, self.output, timeout)
+        config.pluginmanager.register(self.pipeline, "mpidist-pipeline")
+        on_sigterm(self._on_sigterm)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.watchdog is not None:
+            self.watchdog.close()
+        runtime.shutdown()
+        self.output.close()
+
+    def quiet_other_ranks(self) -> None:
+        """On ranks > 0: no terminal reporter (as -p no:terminal), no cache writes,
+        and rank 0's --lf/--nf/--sw state, which pytest reads while collecting."""
+        assert self.collection is not None
+        self.collection.adopt_rank0_cache_state()
+        if self.rank == 0:
+            return
+        # A segfault's traceback goes where the launcher shows it, not /dev/null.
+        import faulthandler
+
+        faulthandler.enable(file=self.output.launcher_stderr, all_threads=True)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:  # as with -p no:terminal on ranks > 0
+            self.config.pluginmanager.unregister(reporter)
+        cache = getattr(self.config, "cache", None)
+        if cache is not None:  # only rank 0 persists --lf/--nf state
+            cache.set = lambda key, value: None
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        world = self.world
+        hosts = sorted(set(world.hosts), key=world.hosts.index)
+        shown = ",".join(hosts[:8]) + (",..." if len(hosts) > 8 else "")
+        rt = runtime.current()
+        backend = rt.backend or "none"
+        if backend == "mpi4py" and rt.requested == "mpi":
+            backend += " (this torch build has no MPI backend: mpidist's MPI process group)"
+        lines = [f"mpidist: {world.size} ranks on {world.num_nodes} node(s) ({shown}), "
+                 f"backend {backend}, store {world.master_addr}:{world.master_port}"]
+        if "SLURM_PROCID" in os.environ:
+            lines += ([f"mpidist: WARNING Slurm disagrees: {p}" for p in self.slurm_problems]
+                      or ["mpidist: Slurm agrees (SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID, "
+                          "SLURM_JOB_NODELIST)"])
+        return lines
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._session = session
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # Every rank exits with rank 0's (merged) status, so mpirun's is right.
+        if self.pipeline is not None and not self._ending.is_set():
+            status = self.pipeline.exchange.verdict([int(session.exitstatus)])[0]
+            known = {code.value for code in pytest.ExitCode}
+            session.exitstatus = pytest.ExitCode(status) if status in known else status
+
+    # -- hung or failed peers: report from a side thread, then end the job ----------
+
+    def _on_sigterm(self) -> None:
+        """SIGTERM (a rank died and the launcher ends the job, or a time limit):
+        rank 0 reports the test in flight and writes JUnit; every rank answers."""
+        assert self.watchdog is not None
+        if self.rank != 0:
+            self.watchdog.answer_now()
+            # Stay until the launcher kills us or rank 0 (the store's host) is gone:
+            # a rank that exits now makes Open MPI kill the rest at once, before
+            # rank 0 has written its report.
+            self.watchdog.wait_for_rank0_exit(limit=30.0)
+            os._exit(128 + 15)
+        hang = self.watchdog.request_dump("terminated", wait=0.3)
+        if hang is not None:
+            self._on_hang(hang, abort=False)
+        elif not self._ending.is_set():
+            self._ending.set()
+            session = self._session
+            if session is not None:
+                session.shouldstop = "mpidist: the job was terminated (SIGTERM)"
+                self.config.hook.pytest_sessionfinish(
+                    session=session, exitstatus=pytest.ExitCode.INTERRUPTED)
+        sys.stdout.flush()
+        os._exit(128 + 15)
+
+    def _on_hang(self, hang: Hang, abort: bool = True) -> None:
+        """The watchdog gave up on a test: log it, finish the session, abort."""
+        if self._ending.is_set():
+            return
+        self._ending.set()
+        capture = self.config.pluginmanager.getplugin("capturemanager")
+        if capture is not None:  # the main thread may be mid-test, its output captured
+            capture.suspend(in_=True)
+        item = hang.item
+        session = item.session
+        failure = describe_hang(self.world, hang,
+                                lambda rank, payload: decode_payload(self.config, rank, payload))
+        reports = failed_reports(
+            item.nodeid, item.location, failure,
+            duration=hang.timeout if hang.why == "timeout" else 0.0,
+            properties=[("mpi_outcomes", hang.why)], abnormal=hang.why)
+        # not item.ihook: the main thread is holding those
+        replay(self.config.hook, item.nodeid, item.location, reports, started=True)
+        session.shouldfail = f"mpidist: {hang.why} in {item.nodeid}"
+        self.config.hook.pytest_sessionfinish(session=session,
+                                              exitstatus=pytest.ExitCode.TESTS_FAILED)
+        sys.stdout.flush()
+        if not abort:
+            return
+        print(f"mpidist: ending the job after {hang.why} in {item.nodeid} (MPI_Abort)",
+              file=sys.stderr, flush=True)
+        from mpi4py import MPI
+
+        MPI.COMM_WORLD.Abort(int(pytest.ExitCode.TESTS_FAILED))
+
+
+def rank_of(config: pytest.Config) -> int | None:
+    """This process's rank under ``--with-mpi`` (None without it): for plugins above
+    the runner that act on one rank only (the journal recorder)."""
+    plugin: Any = config.pluginmanager.get_plugin("mpidist-session")
+    return None if plugin is None else int(plugin.rank)

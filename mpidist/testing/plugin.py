@@ -1,0 +1,70 @@
+"""The testing layer's own pytest plugin: torch's spawning classes under ``--with-mpi``.
+
+Registered through its own pytest11 entry point, so the runner never imports
+the testing layer. Inert without ``--with-mpi``. With it:
+
+* before pytest makes the items (and instances) of a torch spawning class --
+  whose ``__init__`` wraps each test method with the spawn-and-join logic --
+  ``compat.install`` re-points torch's base classes at MPI ranks;
+* around every test: ``compat.begin`` (per-test state, torchrun's variables
+  back to the world's), and the default group mpidist started goes down before
+  a torch spawning class (which starts its own) and comes back before the next
+  other test;
+* each call report says whether this rank sat the test out (``SAT_OUT``: the
+  merge leaves it out) or left the body through torch's skip exit code
+  (``LEFT_EARLY``: the watchdog treats it as a failure, so ranks waiting for
+  it get ``--mpi-peer-grace`` instead of a hang).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import pytest
+
+from .. import runtime
+from ..bootstrap import settings
+from ..bootstrap.settings import setting
+from ..runner.results import LEFT_EARLY, SAT_OUT
+from . import compat
+
+__all__: list[str] = []
+
+_RELEASED = pytest.StashKey[bool]()  # the default group is down for a torch class
+
+
+def _active(config: pytest.Config) -> bool:
+    return bool(config.getoption("with_mpi", False))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> None:
+    if _active(collector.config) and isinstance(obj, type) and compat.is_spawning_class(obj):
+        compat.install(setting(collector.config, settings.SHARED_DIR))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    if _active(item.config):
+        compat.begin()
+        stash = item.config.stash
+        if compat.is_spawning_class(getattr(item, "cls", None)):
+            if not stash.get(_RELEASED, False):
+                stash[_RELEASED] = runtime.release_default_group()
+        elif stash.get(_RELEASED, False):
+            runtime.restore_default_group()  # collective: every rank is here
+            stash[_RELEASED] = False
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, Any]:
+    report = yield
+    if call.when == "call" and _active(item.config):
+        if report.skipped and compat.sat_out():
+            setattr(report, SAT_OUT, True)
+        if compat.left_early():
+            setattr(report, LEFT_EARLY, True)
+    return report
