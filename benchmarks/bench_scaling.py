@@ -13,7 +13,7 @@ pytest's own per-test work, so wall time per test cannot beat
 (wall / max(1, P / cores)): what is left growing is the cost of gathering,
 merging and the verdict, which is what this benchmark is about.
 
-Usage: python benchmarks/bench_scaling.py [--ranks 2,4,8,16,32] [--tests 200]
+Usage: python benchmarks/bench_scaling.py [--ranks 2,4,8,16,32] [--tests 200] [--json F]
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--ranks", default="2,4,8,16,32")
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", default="", help="also write the figures here")
     args = parser.parse_args()
     ranks = [int(r) for r in args.ranks.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,6 +84,11 @@ def main() -> None:
     for n in ranks:
         print(f"{n:>6}{per[n] * 1e6:>10.0f}{share[n] * 1e6:>16.0f}"
               f"{share[n] / share[first]:>8.2f}{math.log2(n) / math.log2(first):>15.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "cores": cores, "tests": args.tests, "one_process_us": base / args.tests * 1e6,
+            "ranks": {n: {"us_per_test": per[n] * 1e6, "per_core_share_us": share[n] * 1e6,
+                          "growth": share[n] / share[first]} for n in ranks}}, indent=1))
 
 
 if __name__ == "__main__":

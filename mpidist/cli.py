@@ -52,17 +52,27 @@ def _info(args: argparse.Namespace) -> int:
     world = runtime.init(args.backend)
     rows = runtime.current().comm.gather(
         (world.rank, world.hostname, world.local_rank, world.local_size,
-         world.node_rank), root=0)
+         world.node_rank, _device()), root=0)
     if world.rank == 0:
         assert rows is not None
         print(f"mpidist: {world.size} ranks on {world.num_nodes} node(s); "
               f"MASTER_ADDR={world.master_addr} MASTER_PORT={world.master_port} "
               f"backend={runtime.current().backend or 'none'}")
-        print(f"{'rank':>5} {'host':<24} {'local':>5} {'of':>3} {'node':>5}")
-        for rank, host, local, local_size, node in rows:
-            print(f"{rank:>5} {host:<24} {local:>5} {local_size:>3} {node:>5}")
+        print(f"{'rank':>5} {'host':<24} {'local':>5} {'of':>3} {'node':>5}  device")
+        for rank, host, local, local_size, node, device in rows:
+            print(f"{rank:>5} {host:<24} {local:>5} {local_size:>3} {node:>5}  {device}")
     runtime.shutdown()
     return 0
+
+
+def _device() -> str:
+    """The device this rank's default group uses: ``cuda:0 (NVIDIA H100 ...)`` or ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        index = torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return "cpu"
 
 
 register(Command("info", "bootstrap the world and print every rank's place in it",

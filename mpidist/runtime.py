@@ -38,6 +38,8 @@ class Runtime:
         requested: the backend asked for (``auto``, ``mpi``...), kept for
             restarting the group and for the report header.
         generation: how many times the default group was (re)started.
+        reason: why ``auto`` chose what it chose, when a rank had a GPU
+            (empty otherwise).
     """
 
     world: World
@@ -48,6 +50,7 @@ class Runtime:
     requested: str = "none"
     timeout: float = 300.0
     generation: int = 0
+    reason: str = ""
 
 
 _runtime: Runtime | None = None
@@ -129,11 +132,30 @@ def init(
         except MpidistError as exc:
             error = exc
         raise_together(rt.comm, error, MpidistError if error is None else type(error))
+        if backend.strip().lower() == "auto":
+            name, rt.reason = _agree_on_auto(rt)
         if name is not None:
             init_default_group(name, rt.world, rt.store, seconds, rt.generation)
             rt.backend = name
             rt.generation += 1
     return rt.world
+
+
+def _agree_on_auto(rt: Runtime) -> tuple[str, str]:
+    """Collective: NCCL only if every rank can run it, else gloo for every rank, and why."""
+    from .backends.registry import BACKENDS, nccl_obstacle
+    from .bootstrap.probes import cuda_devices
+
+    devices = cuda_devices()
+    mine = nccl_obstacle(rt.world, devices, BACKENDS["nccl"].available())
+    everyone = rt.comm.allgather((mine, devices))
+    blocked = [(rank, why) for rank, (why, _) in enumerate(everyone) if why]
+    if not blocked:
+        return "nccl", f"auto: every rank has its own GPU ({devices} on this node)"
+    if not any(count for _, count in everyone):
+        return "gloo", ""  # no GPU anywhere: nothing to explain
+    rank, why = blocked[0]
+    return "gloo", f"auto: not NCCL, because {rt.world.describe(rank)}: {why}"
 
 
 def release_default_group() -> bool:

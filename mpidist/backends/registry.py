@@ -23,7 +23,7 @@ from ..errors import BackendUnavailableError, UsageError
 if TYPE_CHECKING:
     from torch.distributed import Store  # type: ignore[attr-defined]  # no __all__ entry
 
-__all__ = ["BACKENDS", "Backend", "init_default_group", "resolve_backend"]
+__all__ = ["BACKENDS", "Backend", "init_default_group", "nccl_obstacle", "resolve_backend"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,20 @@ register_backend(Backend("mpi4py", lambda: True, False, "mpidist's MPI process g
 CHOICES = ("auto", "none", *BACKENDS)
 
 
+def nccl_obstacle(world: World, devices: int, has_nccl: bool) -> str | None:
+    """Why this rank cannot run NCCL (None: it can): for ``auto``, decided per rank and
+    then across ranks, since every rank must pick the same backend. NCCL refuses two
+    ranks on one device, so a node needs a GPU per rank."""
+    if not has_nccl:
+        return "this torch build has no NCCL"
+    if devices == 0:
+        return f"no CUDA device on host {world.hostname}"
+    if world.local_size > devices:
+        return (f"{world.local_size} ranks share {devices} GPU(s) on host {world.hostname}; "
+                "NCCL needs one GPU per rank")
+    return None
+
+
 def resolve_backend(requested: str, world: World) -> str | None:
     """Map ``auto``/``none``/a name to the backend to start, or None for no group.
 
@@ -86,9 +100,9 @@ def resolve_backend(requested: str, world: World) -> str | None:
     name = requested.strip().lower()
     if name == "none":
         return None
-    if name == "auto":
-        nccl = BACKENDS["nccl"]
-        return "nccl" if cuda_devices() > 0 and nccl.available() else "gloo"
+    if name == "auto":  # this rank's view; runtime.init makes it every rank's
+        has_nccl = BACKENDS["nccl"].available()
+        return "gloo" if nccl_obstacle(world, cuda_devices(), has_nccl) else "nccl"
     if name == "mpi" and not BACKENDS["mpi"].available():
         return "mpi4py"  # stock torch: our MPI process group (the header says so)
     if name not in BACKENDS:

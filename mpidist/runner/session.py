@@ -114,8 +114,13 @@ class MPISession:
         backend = rt.backend or "none"
         if backend == "mpi4py" and rt.requested == "mpi":
             backend += " (this torch build has no MPI backend: mpidist's MPI process group)"
+        elif rt.reason:
+            backend += f" ({rt.reason})"
         lines = [f"mpidist: {world.size} ranks on {world.num_nodes} node(s) ({shown}), "
                  f"backend {backend}, store {world.master_addr}:{world.master_port}"]
+        gpus = _gpu_line(world.hostname)
+        if gpus:
+            lines.append(gpus)
         if "SLURM_PROCID" in os.environ:
             lines += ([f"mpidist: WARNING Slurm disagrees: {p}" for p in self.slurm_problems]
                       or ["mpidist: Slurm agrees (SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID, "
@@ -188,6 +193,25 @@ class MPISession:
         from mpi4py import MPI
 
         MPI.COMM_WORLD.Abort(int(pytest.ExitCode.TESTS_FAILED))
+
+
+def _gpu_line(host: str) -> str:
+    """``mpidist: GPUs on host n1: 8 x NVIDIA H100 (CUDA 13.0, NCCL 2.27.5); rank 0 uses
+    cuda:0`` -- or "" on a node without one (nothing is imported for it)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return ""
+    from ..bootstrap.probes import cuda_devices, nccl_version
+
+    count = cuda_devices()
+    nccl = nccl_version()
+    using = (f"rank 0 uses cuda:{torch.cuda.current_device()}"
+             if torch.cuda.is_initialized() else "rank 0 uses no GPU")
+    return (f"mpidist: GPUs on host {host}: {count} x {torch.cuda.get_device_name(0)} "
+            f"(CUDA {torch.version.cuda}, NCCL {'.'.join(map(str, nccl)) if nccl else 'none'});"
+            f" {using}")
 
 
 def rank_of(config: pytest.Config) -> int | None:
