@@ -88,9 +88,8 @@ def junit_counts(path: Path) -> dict[str, list[str]]:
 
 
 def step_environment(out: Path) -> Result:
-    import torch
-
     import mpi4py
+    import torch
 
     # Never MPI_Init here: a singleton's environment would break the mpiruns that follow.
     mpi4py.rc.initialize = mpi4py.rc.finalize = False
