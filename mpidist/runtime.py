@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .bootstrap import settings
 from .bootstrap.agree import raise_together
+from .bootstrap.signing import Signer, set_job_signer
 from .bootstrap.world import World, discover
 from .errors import BootstrapError, MpidistError
 
@@ -34,6 +35,7 @@ class Runtime:
         comm: mpidist's private duplicate of ``COMM_WORLD``.
         node_comm: the ranks of this node (shared memory), ordered by rank.
         store: rank 0's TCPStore (a client of it on other ranks).
+        signer: seals what mpidist writes to the store; its secret came over MPI.
         backend: the default process group's backend, or None.
         requested: the backend asked for (``auto``, ``mpi``...), kept for
             restarting the group and for the report header.
@@ -46,6 +48,7 @@ class Runtime:
     comm: MPI.Comm
     node_comm: MPI.Comm
     store: TCPStore
+    signer: Signer
     backend: str | None
     requested: str = "none"
     timeout: float = 300.0
@@ -118,10 +121,12 @@ def init(
             world, comm, node_comm, seconds, ifname or settings.env_value(settings.IFNAME)
         )
         export_torch_env(world)
+        signer = Signer.for_job(comm)  # the secret travels over MPI only
+        set_job_signer(signer)
         from .backends.mpi4py import register
 
         register()  # new_group(backend="mpi4py") works whatever the default group
-        _runtime = Runtime(world, comm, node_comm, store, None)
+        _runtime = Runtime(world, comm, node_comm, store, signer, None)
     rt = _runtime
     rt.requested, rt.timeout = backend, seconds
     if rt.backend is None:
@@ -210,6 +215,7 @@ def shutdown() -> None:
     global _runtime, _attached
     rt, attached = _runtime, _attached
     _runtime = _attached = None
+    set_job_signer(None)
     if rt is not None and rt.backend is not None:
         import torch.distributed as dist
 

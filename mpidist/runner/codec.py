@@ -1,4 +1,4 @@
-"""One rank's result for one test as bytes, and back: JSON, never pickle.
+"""One rank's result for one test as bytes, and back: JSON only, so it parses but never runs.
 
 Reports cross ranks only through pytest's own ``pytest_report_to_serializable``
 / ``pytest_report_from_serializable`` hooks (as pytest-xdist does), so

@@ -73,7 +73,7 @@ class MPISession:
         everyone = group.comm.gather(mine, root=0)
         self.slurm_problems = compare_slurm(self.world, everyone) if everyone else []
         timeout = setting(config, settings.TIMEOUT)
-        self.watchdog = Watchdog(self.world, setting(config, settings.PEER_GRACE),
+        self.watchdog = Watchdog(self.world, setting(config, settings.PEER_GRACE), rt.signer,
                                  self._on_hang if group.is_root else None)
         self.collection = CollectionAgreement(config, group, timeout)
         config.pluginmanager.register(self.collection, "mpidist-collection")
@@ -126,6 +126,14 @@ class MPISession:
                       or ["mpidist: Slurm agrees (SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID, "
                           "SLURM_JOB_NODELIST)"])
         return lines
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """Rank 0 names every store value it refused (forged, corrupt, oversized)."""
+        rejected = dict(self.watchdog.store.rejected) if self.watchdog is not None else {}
+        for key, why in rejected.items():
+            terminalreporter.write_line(
+                f"mpidist: WARNING ignored store value {key}: {why}; someone who can reach "
+                f"the store's port wrote it (see the README's Security section)", yellow=True)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._session = session

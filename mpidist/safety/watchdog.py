@@ -3,16 +3,21 @@
 Every rank runs a daemon thread with its own TCPStore client (never the main
 thread's, which may itself be stuck). The main thread only flips a few
 attributes per test; the store is touched only when a test fails or a
-deadline passes, so a healthy run pays nothing. Keys, under ``mpidist/wd/``:
+deadline passes, so a healthy run pays nothing. Every value is sealed with
+the job's secret (``bootstrap.signing``) and every read is verified: a value
+a stranger wrote cannot trigger a dump, end the job or change a report.
+Keys, under ``mpidist/wd/``:
 
 ``dump/<k>``
     some rank wants every rank's stacks for test number k (value: why);
     set by a rank whose deadline passed, or by rank 0 after a peer failure.
-``nfailed/<k>``
-    how many ranks finished test k as failed (rank 0 starts the grace clock).
+``failed/<k>/<r>``
+    rank r finished test k as failed (the leader starts the grace clock). The
+    leader looks for these only when the store's key count changed: no
+    counter, since ``add`` on a value a stranger wrote closes the connection.
 ``stack/<k>/<r>``
     rank r's answer: where its main thread is, every thread's stack, and its
-    serialized reports if it failed the test.
+    serialized reports (JSON) if it failed the test.
 
 Rank 0's thread waits a few seconds for the answers (a dead rank gives none),
 then hands a ``Hang`` to the session, which reports the test, writes JUnit
@@ -34,6 +39,7 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any, Callable
 
+from ..bootstrap.signing import MAX_VALUE, SealedStore, Signer
 from ..bootstrap.world import World
 
 __all__ = ["Hang", "RankState", "Watchdog", "where"]
@@ -41,6 +47,7 @@ __all__ = ["Hang", "RankState", "Watchdog", "where"]
 TICK = 0.2  # seconds between checks of the deadline and the store
 ANSWER_WAIT = 5.0  # seconds rank 0 waits for every rank's stacks
 _PREFIX = "mpidist/wd/"
+_WHYS = ("timeout", "peer-failure", "terminated")
 _LIBRARY_DIRS = tuple(
     os.path.realpath(p) + os.sep
     for p in {*(sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")),
@@ -85,6 +92,7 @@ class _Test:
     failed_at: float | None = None
     triggered: bool = False
     answered: bool = False
+    keys_seen: int = -1  # the store's key count when the leader last looked
 
 
 def where(frame: FrameType | None) -> str:
@@ -122,24 +130,36 @@ def _thread_stacks(skip: int | None) -> str:
     return "\n".join(parts)
 
 
+def _state(rank: int, value: str) -> RankState | None:
+    """A verified answer back into a RankState (None if its shape is wrong)."""
+    try:
+        data = json.loads(value)
+        payload = data["payload"]
+        return RankState(rank, str(data["status"]), str(data["where"]), str(data["stacks"]),
+                         None if payload is None else str(payload).encode())
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class Watchdog:
     """This rank's deadline thread; on rank 0 also the hang detector.
 
     Args:
         world: the job.
         grace: seconds to wait, after a rank failed a test, for the others.
+        signer: the job's signer (every value is sealed and verified).
         on_hang: rank 0 only: called (on the watchdog thread) with the Hang.
     """
 
-    def __init__(self, world: World, grace: float,
+    def __init__(self, world: World, grace: float, signer: Signer,
                  on_hang: Callable[[Hang], None] | None = None) -> None:
         from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__
 
         self.world = world
         self.grace = grace
         self.on_hang = on_hang
-        self.store = TCPStore(world.master_addr, world.master_port, world.size, False,
-                              timeout=timedelta(seconds=30))
+        self.store = SealedStore(TCPStore(world.master_addr, world.master_port, world.size,
+                                          False, timeout=timedelta(seconds=30)), signer)
         self._main = threading.get_ident()
         self._test: _Test | None = None
         self._stop = threading.Event()
@@ -164,7 +184,7 @@ class Watchdog:
             return
         test.phase, test.payload = "finished the test", payload
         if payload is not None:
-            self.store.add(f"{_PREFIX}nfailed/{test.index}", 1)
+            self.store.put(f"{_PREFIX}failed/{test.index}/{self.world.rank}", "failed")
 
     def end(self) -> None:
         """Every rank is past the test (the verdict arrived)."""
@@ -196,46 +216,60 @@ class Watchdog:
         now = time.monotonic()
         if not test.triggered and now > test.deadline:
             test.triggered = True
-            self.store.compare_set(dump, "", "timeout")
+            self.store.put(dump, "timeout")
         if self._leads(test) and not test.triggered:
             if test.failed_at is None:
-                if self.store.check([f"{_PREFIX}nfailed/{test.index}"]):
+                if self._a_member_failed(test):
                     test.failed_at = now
             elif now - test.failed_at > self.grace:
                 test.triggered = True
-                self.store.compare_set(dump, "", "peer-failure")
-        if not test.answered and self.store.check([dump]):
+                self.store.put(dump, "peer-failure")
+        if not test.answered and self.store.has(dump):
+            why = self.store.get(dump)
+            if why not in _WHYS:
+                return  # not ours: ignored (rank 0 names the key at the end)
             test.answered = True
             self._answer(test)
             if self._leads(test) and self.on_hang is not None:
-                why = self.store.get(dump).decode()
                 self.on_hang(self.collect(test, why))
+
+    def _a_member_failed(self, test: _Test) -> bool:
+        """Whether a member posted a signed failure (looked for when keys were added)."""
+        keys = self.store.size()
+        if keys == test.keys_seen:
+            return False
+        test.keys_seen = keys
+        return any(self.store.get(f"{_PREFIX}failed/{test.index}/{rank}") == "failed"
+                   for rank in test.members)
 
     def _answer(self, test: _Test) -> None:
         frame = sys._current_frames().get(self._main)
-        record = {
-            "status": test.phase,
-            "where": where(frame),
-            "stacks": _thread_stacks(skip=threading.get_ident()),
-            "payload": None if test.payload is None else test.payload.decode(),
-        }
-        self.store.set(f"{_PREFIX}stack/{test.index}/{self.world.rank}", json.dumps(record))
+        stacks = _thread_stacks(skip=threading.get_ident())
+        record = {"status": test.phase, "where": where(frame), "stacks": stacks,
+                  "payload": None if test.payload is None else test.payload.decode()}
+        key = f"{_PREFIX}stack/{test.index}/{self.world.rank}"
+        try:
+            self.store.put(key, json.dumps(record))
+        except ValueError:  # too large for the store: where it is, and a note, still go
+            record["payload"] = None
+            record["stacks"] = stacks[-(MAX_VALUE // 4):] + (
+                "\n(stacks cut; this rank's reports were too large for the store)")
+            self.store.put(key, json.dumps(record))
 
     def collect(self, test: _Test, why: str, wait: float = ANSWER_WAIT) -> Hang:
         """Rank 0: every rank's answer for ``test`` (waits up to ``wait`` seconds)."""
         keys = {r: f"{_PREFIX}stack/{test.index}/{r}" for r in test.members}
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and not self.store.check(list(keys.values())):
+        while time.monotonic() < deadline and not all(map(self.store.has, keys.values())):
             time.sleep(min(TICK, wait / 4))
         states, missing = {}, []
         for rank, key in keys.items():
-            if not self.store.check([key]):
-                missing.append(rank)
-                continue
-            data = json.loads(self.store.get(key))
-            payload = data["payload"]
-            states[rank] = RankState(rank, data["status"], data["where"], data["stacks"],
-                                     None if payload is None else payload.encode())
+            value = self.store.get(key)
+            state = _state(rank, value) if value is not None else None
+            if state is None:
+                missing.append(rank)  # no answer, or one this job did not write
+            else:
+                states[rank] = state
         return Hang(test.index, test.item, why, test.timeout, self.grace, states, missing,
                     test.members)
 
@@ -252,7 +286,7 @@ class Watchdog:
         while time.monotonic() < deadline:
             time.sleep(0.5)
             try:
-                self.store.check([f"{_PREFIX}alive"])
+                self.store.has(f"{_PREFIX}alive")
             except Exception:  # connection closed: rank 0 is gone
                 return
 
@@ -267,7 +301,7 @@ class Watchdog:
         if test is None:
             return None
         test.triggered = True
-        self.store.compare_set(f"{_PREFIX}dump/{test.index}", "", why)
+        self.store.put(f"{_PREFIX}dump/{test.index}", why)
         if not test.answered:
             test.answered = True
             self._answer(test)
