@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mpi4py import MPI
     from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__ entry
 
+    from .bootstrap.store import Rendezvous
+
 __all__ = ["Runtime", "attach", "current", "init", "is_initialized", "release_default_group",
            "restore_default_group", "shutdown"]
 
@@ -31,11 +33,10 @@ class Runtime:
     """What ``init`` built; read it through ``current()``.
 
     Attributes:
-        world: this rank's place in the job.
+        rendezvous: rank 0's address, mpidist's channel, torch's store.
         comm: mpidist's private duplicate of ``COMM_WORLD``.
         node_comm: the ranks of this node (shared memory), ordered by rank.
-        store: rank 0's TCPStore (a client of it on other ranks).
-        signer: seals what mpidist writes to the store; its secret came over MPI.
+        signer: seals what mpidist writes to the channel; its secret came over MPI.
         backend: the default process group's backend, or None.
         requested: the backend asked for (``auto``, ``mpi``...), kept for
             restarting the group and for the report header.
@@ -44,16 +45,33 @@ class Runtime:
             (empty otherwise).
     """
 
-    world: World
+    rendezvous: Rendezvous
     comm: MPI.Comm
     node_comm: MPI.Comm
-    store: TCPStore
     signer: Signer
     backend: str | None
     requested: str = "none"
     timeout: float = 300.0
     generation: int = 0
     reason: str = ""
+
+    @property
+    def world(self) -> World:
+        """This rank's place in the job."""
+        return self.rendezvous.world
+
+    @property
+    def store(self) -> TCPStore:
+        """torch's TCPStore on rank 0 (a client of it on other ranks).
+
+        Raises:
+            BootstrapError: no process group was ever asked for (``none``), so
+                there is none (and torch was not imported for it).
+        """
+        if self.rendezvous.store is None:
+            raise BootstrapError("no torch TCPStore: mpidist started no process group "
+                                 "(--mpi-backend none); start one with mpidist.init('gloo')")
+        return self.rendezvous.store
 
 
 _runtime: Runtime | None = None
@@ -110,23 +128,23 @@ def init(
     """
     global _runtime
     from .backends.registry import init_default_group, resolve_backend
-    from .bootstrap.store import connect_store, export_torch_env
+    from .bootstrap.store import export_torch_env, rendezvous, start_torch_store
 
     seconds = settings.env_value(settings.STORE_TIMEOUT) if timeout is None else timeout
     if _runtime is None:
         attach()
         assert _attached is not None
         world, comm, node_comm = _attached
-        world, store = connect_store(
-            world, comm, node_comm, seconds, ifname or settings.env_value(settings.IFNAME)
-        )
-        export_torch_env(world)
+        # no process group, no torch: a pure-MPI suite never pays for importing it
+        rv = rendezvous(world, comm, node_comm, seconds,
+                        ifname or settings.env_value(settings.IFNAME),
+                        torch_store=backend.strip().lower() != "none")
+        export_torch_env(rv.world, agent_store=rv.store is not None)
         signer = Signer.for_job(comm)  # the secret travels over MPI only
         set_job_signer(signer)
-        from .backends.mpi4py import register
-
-        register()  # new_group(backend="mpi4py") works whatever the default group
-        _runtime = Runtime(world, comm, node_comm, store, signer, None)
+        if rv.store is not None:
+            _register_mpi4py()
+        _runtime = Runtime(rv, comm, node_comm, signer, None)
     rt = _runtime
     rt.requested, rt.timeout = backend, seconds
     if rt.backend is None:
@@ -140,10 +158,20 @@ def init(
         if backend.strip().lower() == "auto":
             name, rt.reason = _agree_on_auto(rt)
         if name is not None:
+            if rt.rendezvous.store is None:  # the first init asked for no group
+                start_torch_store(rt.rendezvous, rt.comm, seconds)
+                export_torch_env(rt.world)
+                _register_mpi4py()
             init_default_group(name, rt.world, rt.store, seconds, rt.generation)
             rt.backend = name
             rt.generation += 1
     return rt.world
+
+
+def _register_mpi4py() -> None:
+    from .backends.mpi4py import register
+
+    register()  # new_group(backend="mpi4py") works whatever the default group
 
 
 def _agree_on_auto(rt: Runtime) -> tuple[str, str]:
@@ -216,6 +244,10 @@ def shutdown() -> None:
     rt, attached = _runtime, _attached
     _runtime = _attached = None
     set_job_signer(None)
+    if rt is not None:
+        rt.rendezvous.channel.close()
+        if rt.rendezvous.server is not None:
+            rt.rendezvous.server.close()
     if rt is not None and rt.backend is not None:
         import torch.distributed as dist
 

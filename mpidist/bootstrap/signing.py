@@ -97,7 +97,8 @@ class SealedStore:
     warning rank 0 prints; a read never raises for what a stranger wrote there.
 
     Args:
-        store: a TCPStore client (or any store with ``set``/``get``/``check``/``add``).
+        store: a ``ChannelClient`` (``set``, ``get`` -> bytes or None, ``check``,
+            ``num_keys``).
         signer: the job's signer.
     """
 
@@ -122,10 +123,11 @@ class SealedStore:
 
     def get(self, key: str) -> str | None:
         """The verified value at ``key``; None if absent or rejected."""
-        if not self.has(key):
+        raw = self.store.get(key)  # type: ignore[attr-defined]
+        if raw is None:
             return None
         try:
-            return self.signer.open(key, self.store.get(key))  # type: ignore[attr-defined]
+            return self.signer.open(key, raw)
         except Rejected as why:
             self.rejected.setdefault(key, str(why))
             return None

@@ -1,23 +1,28 @@
-"""Rank 0's TCPStore and the torchrun environment contract.
+"""Rank 0's address, mpidist's channel, torch's TCPStore, and the torchrun contract.
 
-Rank 0 picks an address every rank can reach (``netif``), binds a TCPStore on
-a kernel-chosen free port (port 0: no probe-then-bind race) and broadcasts
-both over MPI. Every rank then connects and exports the variables torchrun
-would (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, ...), with
-``TORCHELASTIC_USE_AGENT_STORE=True`` so that user code calling
-``init_process_group(init_method="env://")`` joins our store as a client
-instead of trying to host a second one on the same port.
+Rank 0 picks an address every rank can reach (``netif``) and starts mpidist's
+channel there (``channel``: the watchdog's side channel, no torch needed).
+When a process group is wanted it also binds torch's TCPStore on a
+kernel-chosen free port (port 0: no probe-then-bind race); both ports go to
+every rank over MPI. Every rank then exports the variables torchrun would
+(MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, ...), with
+``TORCHELASTIC_USE_AGENT_STORE=True`` when MASTER_PORT is our store, so that
+user code calling ``init_process_group(init_method="env://")`` joins it as a
+client instead of trying to host a second one on the same port.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import socket
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, MutableMapping
 
 from ..errors import BootstrapError
 from .agree import raise_together
+from .channel import ChannelClient, ChannelServer
 from .netif import choose_master_addr, interface_addresses, interface_of, route_source
 from .world import World
 
@@ -25,7 +30,7 @@ if TYPE_CHECKING:
     from mpi4py import MPI
     from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__ entry
 
-__all__ = ["connect_store", "export_torch_env", "ifname_specs"]
+__all__ = ["Rendezvous", "export_torch_env", "ifname_specs", "rendezvous", "start_torch_store"]
 
 
 def ifname_specs(
@@ -40,28 +45,42 @@ def ifname_specs(
     ]
 
 
-def connect_store(
-    world: World,
-    comm: MPI.Comm,
-    node_comm: MPI.Comm,
-    timeout: float,
-    ifname: str = "",
-) -> tuple[World, TCPStore]:
-    """Collective: host the store on rank 0, connect every rank to it.
+@dataclass
+class Rendezvous:
+    """What ``rendezvous`` set up for this rank.
 
-    Returns the world with ``master_addr``/``master_port`` filled in, and this
-    rank's store client (rank 0: the server).
+    Attributes:
+        world: the world with ``master_addr``/``master_port`` filled in.
+        channel: this rank's connection to mpidist's channel (the watchdog's).
+        channel_port: the channel's port on ``world.master_addr``.
+        server: the channel service (rank 0 only).
+        store: torch's TCPStore (rank 0: the server), or None until a process
+            group needs one (``start_torch_store``).
+    """
+
+    world: World
+    channel: ChannelClient
+    channel_port: int
+    server: ChannelServer | None = None
+    store: TCPStore | None = None
+
+
+def rendezvous(world: World, comm: MPI.Comm, node_comm: MPI.Comm, timeout: float,
+               ifname: str = "", torch_store: bool = True) -> Rendezvous:
+    """Collective: rank 0 picks its address and starts mpidist's channel there (and
+    torch's TCPStore when ``torch_store``); every rank connects.
+
+    Without a torch store, MASTER_PORT is a port rank 0 found free, for code that
+    runs its own ``env://`` rendezvous (no ``import torch`` is paid for it here).
 
     Raises:
         BootstrapError: on every rank, if rank 0 cannot pick an address or
-            any rank cannot reach the store; the message names rank and host.
+            any rank cannot reach it; the message names rank and host.
     """
-    from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__ entry
-
     # Node leaders publish their interfaces so rank 0 can route to them.
     mine = interface_addresses() if node_comm.Get_rank() == 0 else None
     leaders = comm.gather(mine, root=0)
-    store: TCPStore | None = None
+    server: ChannelServer | None = None
     endpoint: tuple[str, int] | None = None
     error: BaseException | None = None
     if world.rank == 0:
@@ -72,37 +91,79 @@ def connect_store(
                 if addrs is not None and world.nodes[node] != world.node_rank
             ]
             addr = choose_master_addr(mine, others, ifname_specs(ifname))
-            store = TCPStore(
-                addr, 0, world.size, True,
-                timeout=timedelta(seconds=timeout), wait_for_workers=False,
-            )
-            endpoint = (addr, store.port)
+            server = ChannelServer(addr)
+            endpoint = (addr, server.port)
         except Exception as exc:  # reported on every rank below
             error = exc
     raise_together(comm, error, BootstrapError)
     endpoint = comm.bcast(endpoint, root=0)
     assert endpoint is not None
-    addr, port = endpoint
+    addr, channel_port = endpoint
+    try:
+        channel = ChannelClient(addr, channel_port, timeout)
+    except Exception as exc:
+        error = BootstrapError(
+            f"cannot reach rank 0 at {addr}:{channel_port} ({exc}); set MPIDIST_IFNAME "
+            "to the interface of rank 0 that this host can reach")
+    raise_together(comm, error, BootstrapError)
+    rv = Rendezvous(dataclasses.replace(world, master_addr=addr), channel, channel_port,
+                    server)
+    if torch_store:
+        start_torch_store(rv, comm, timeout)
+    else:
+        port = _free_port(addr) if world.rank == 0 else None
+        rv.world = dataclasses.replace(rv.world, master_port=comm.bcast(port, root=0))
+    return rv
+
+
+def _free_port(addr: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET) as sock:
+        sock.bind((addr, 0))
+        return int(sock.getsockname()[1])
+
+
+def start_torch_store(rv: Rendezvous, comm: MPI.Comm, timeout: float) -> None:
+    """Collective: rank 0 hosts torch's TCPStore on a free port, every rank connects;
+    ``rv.world.master_port`` becomes its port.
+
+    Raises:
+        BootstrapError: on every rank, naming the rank that cannot reach it.
+    """
+    from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__ entry
+
+    world, addr = rv.world, rv.world.master_addr
+    error: BaseException | None = None
+    port = None
+    if world.rank == 0:
+        try:
+            rv.store = TCPStore(addr, 0, world.size, True,
+                                timeout=timedelta(seconds=timeout), wait_for_workers=False)
+            port = rv.store.port
+        except Exception as exc:
+            error = exc
+    raise_together(comm, error, BootstrapError)
+    port = comm.bcast(port, root=0)
     if world.rank != 0:
         try:
-            store = TCPStore(
-                addr, port, world.size, False, timeout=timedelta(seconds=timeout)
-            )
+            rv.store = TCPStore(addr, port, world.size, False,
+                                timeout=timedelta(seconds=timeout))
         except Exception as exc:
             error = BootstrapError(
                 f"cannot reach rank 0's store at {addr}:{port} within {timeout:g} s "
                 f"({exc}); set MPIDIST_IFNAME to the interface of rank 0 that "
-                "this host can reach"
-            )
+                "this host can reach")
     raise_together(comm, error, BootstrapError)
-    assert store is not None
-    return dataclasses.replace(world, master_addr=addr, master_port=port), store
+    rv.world = dataclasses.replace(world, master_port=port)
 
 
 def export_torch_env(
-    world: World, environ: MutableMapping[str, str] | None = None
+    world: World, environ: MutableMapping[str, str] | None = None, agent_store: bool = True
 ) -> None:
-    """Set the variables torchrun sets, so torchrun-style code runs unchanged."""
+    """Set the variables torchrun sets, so torchrun-style code runs unchanged.
+
+    ``agent_store``: MASTER_PORT is mpidist's TCPStore, which ``env://`` code joins as
+    a client (torchrun's agent store); else rank 0's ``env://`` code hosts one there.
+    """
     environ = os.environ if environ is None else environ
     if world.num_nodes > 1 and not environ.get("GLOO_SOCKET_IFNAME"):
         # gloo otherwise binds the address its hostname resolves to, which on
@@ -122,5 +183,8 @@ def export_torch_env(
         ROLE_RANK=str(world.rank),
         ROLE_WORLD_SIZE=str(world.size),
         NODE_RANK=str(world.node_rank),
-        TORCHELASTIC_USE_AGENT_STORE="True",
     )
+    if agent_store:
+        environ["TORCHELASTIC_USE_AGENT_STORE"] = "True"
+    else:
+        environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)

@@ -73,7 +73,8 @@ class MPISession:
         everyone = group.comm.gather(mine, root=0)
         self.slurm_problems = compare_slurm(self.world, everyone) if everyone else []
         timeout = setting(config, settings.TIMEOUT)
-        self.watchdog = Watchdog(self.world, setting(config, settings.PEER_GRACE), rt.signer,
+        self.watchdog = Watchdog(self.world, setting(config, settings.PEER_GRACE),
+                                 rt.rendezvous.channel, rt.signer,
                                  self._on_hang if group.is_root else None)
         self.collection = CollectionAgreement(config, group, timeout)
         config.pluginmanager.register(self.collection, "mpidist-collection")
@@ -117,7 +118,8 @@ class MPISession:
         elif rt.reason:
             backend += f" ({rt.reason})"
         lines = [f"mpidist: {world.size} ranks on {world.num_nodes} node(s) ({shown}), "
-                 f"backend {backend}, store {world.master_addr}:{world.master_port}"]
+                 f"backend {backend}, store {world.master_addr}:{world.master_port}, "
+                 f"channel {rt.rendezvous.channel_port}"]
         gpus = _gpu_line(world.hostname)
         if gpus:
             lines.append(gpus)

@@ -1,7 +1,8 @@
 """Per-test deadlines and hung-rank reports that work while a rank is stuck in C.
 
-Every rank runs a daemon thread with its own TCPStore client (never the main
-thread's, which may itself be stuck). The main thread only flips a few
+Every rank runs a daemon thread with its own connection to mpidist's channel
+on rank 0 (``bootstrap.channel``; never used by the main thread, which may
+itself be stuck). The main thread only flips a few
 attributes per test; the store is touched only when a test fails or a
 deadline passes, so a healthy run pays nothing. Every value is sealed with
 the job's secret (``bootstrap.signing``) and every read is verified: a value
@@ -35,7 +36,6 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import timedelta
 from types import FrameType
 from typing import Any, Callable
 
@@ -147,19 +147,17 @@ class Watchdog:
     Args:
         world: the job.
         grace: seconds to wait, after a rank failed a test, for the others.
+        channel: this rank's connection to mpidist's channel, for this thread only.
         signer: the job's signer (every value is sealed and verified).
         on_hang: rank 0 only: called (on the watchdog thread) with the Hang.
     """
 
-    def __init__(self, world: World, grace: float, signer: Signer,
+    def __init__(self, world: World, grace: float, channel: object, signer: Signer,
                  on_hang: Callable[[Hang], None] | None = None) -> None:
-        from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__
-
         self.world = world
         self.grace = grace
         self.on_hang = on_hang
-        self.store = SealedStore(TCPStore(world.master_addr, world.master_port, world.size,
-                                          False, timeout=timedelta(seconds=30)), signer)
+        self.store = SealedStore(channel, signer)
         self._main = threading.get_ident()
         self._test: _Test | None = None
         self._stop = threading.Event()

@@ -1,7 +1,8 @@
 """A stranger on the network writes to a running job's store: nothing happens.
 
-The attack of issue 13, against a real 3-rank run: connect a TCPStore client
-to the port rank 0 prints, then forge the watchdog's keys -- a dump request
+The attack of issue 13, against a real 3-rank run: connect to the channel port
+rank 0 prints (mpidist's side channel, where the watchdog's keys live), send
+it garbage, then forge the watchdog's keys -- a dump request
 with a bad signature, a failure claim for a rank with a bad signature (with
 a 1-s peer grace it would end a healthy test), answers whose payload is
 a pickle that would create a file, an oversized value, malformed JSON. The
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -21,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from ..mpijob import job_env, mpirun_command
+from mpidist.bootstrap.channel import ChannelClient
+from mpidist.bootstrap.signing import MAX_VALUE
 
-torch_dist = pytest.importorskip("torch.distributed")
+from ..mpijob import job_env, mpirun_command
 
 SUITE = '''
 import time
@@ -52,16 +55,20 @@ class Boom:
 
 
 def forge(port: int, marker: Path) -> None:
-    client = torch_dist.TCPStore("127.0.0.1", port, 1, False)
-    evil = pickle.dumps(Boom(str(marker)))
+    for garbage in (b"\xff\xff\xff\xff" + b"x" * 64, b"\x00\x00\x00\x03{{{"):
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(garbage)
+    client = ChannelClient("127.0.0.1", port)
+    evil = pickle.dumps(Boom(str(marker))).decode("latin-1")
     client.set("mpidist/wd/failed/1/1", json.dumps({"v": "failed", "mac": "11" * 32}))
     client.set("mpidist/wd/dump/1", json.dumps({"v": "timeout", "mac": "00" * 32}))
     for rank in range(3):
         client.set(f"mpidist/wd/stack/1/{rank}", json.dumps(
-            {"status": "in the test", "where": "x", "stacks": "", "payload": evil.hex()}))
+            {"status": "in the test", "where": "x", "stacks": "", "payload": evil}))
         client.set(f"mpidist/wd/stack/2/{rank}", evil)
-    client.set("mpidist/wd/dump/2", b"x" * (5 * 2**20))  # over mpidist's read limit
+    client.set("mpidist/wd/dump/2", "x" * (MAX_VALUE + 100))  # over mpidist's read limit
     client.set("mpidist/wd/dump/3", evil)  # not JSON
+    client.close()
 
 
 def test_forged_store_values_change_nothing(job, tmp_path):
@@ -76,7 +83,7 @@ def test_forged_store_values_change_nothing(job, tmp_path):
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        found = re.search(r"store [\d.]+:(\d+)", line)
+        found = re.search(r"channel (\d+)", line)
         if found:
             time.sleep(1.0)  # the first test is running
             try:

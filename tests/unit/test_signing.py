@@ -1,17 +1,18 @@
-"""Signed store values, on a real TCPStore: what a stranger writes is refused."""
+"""Signed values on mpidist's channel (a real one, on loopback): what a stranger
+writes is refused, and the channel survives strangers."""
 
 from __future__ import annotations
 
 import json
 import pickle
+import socket
 from pathlib import Path
 
 import pytest
 
+from mpidist.bootstrap.channel import MAX_FRAME, ChannelClient, ChannelError, ChannelServer
 from mpidist.bootstrap.signing import MAX_VALUE, Rejected, SealedStore, Signer
 from mpidist.bootstrap.world import World
-
-torch_dist = pytest.importorskip("torch.distributed")
 
 
 class Boom:
@@ -26,8 +27,31 @@ class Boom:
 
 @pytest.fixture
 def store():
-    server = torch_dist.TCPStore("127.0.0.1", 0, 1, True, wait_for_workers=False)
-    return torch_dist.TCPStore("127.0.0.1", server.port, 1, False), server
+    server = ChannelServer("127.0.0.1")
+    client = ChannelClient("127.0.0.1", server.port)
+    try:
+        yield client, server
+    finally:
+        client.close()
+        server.close()
+
+
+def test_channel_basics_and_strangers(store):
+    client, server = store
+    client.set("a", "1")
+    assert client.get("a") == b"1" and client.get("b") is None
+    assert client.check(["a"]) and not client.check(["a", "b"]) and client.num_keys() == 1
+    for garbage in (b"\xff\xff\xff\xff", b"\x00\x00\x00\x04{not"):
+        with socket.create_connection(("127.0.0.1", server.port)) as raw:
+            raw.sendall(garbage)  # an oversized frame, then malformed JSON: dropped
+            raw.settimeout(5)
+            assert raw.recv(16) == b""
+    with pytest.raises(ChannelError):  # the service answers only what it knows
+        client._call({"op": "exec", "k": "x"})
+    other = ChannelClient("127.0.0.1", server.port)  # the service itself lives on
+    assert other.get("a") == b"1"
+    other.close()
+    assert MAX_FRAME > MAX_VALUE
 
 
 def test_seal_and_open_round_trip_and_bind_the_key():
@@ -62,20 +86,22 @@ def test_sealed_store_remembers_rejections_and_never_raises(store):
     with pytest.raises(ValueError, match="limit"):
         sealed.put("big", "x" * MAX_VALUE)
     assert not client.check(["big"])
+    assert sealed.size() == 2
 
 
 def test_watchdog_refuses_forged_answers_with_a_pickle_inside(store, tmp_path):
     from mpidist.safety.watchdog import Watchdog, _Test
 
     client, server = store
-    world = World(0, 3, 0, 3, 0, 1, ("h",) * 3, (0,) * 3, "127.0.0.1", server.port)
-    dog = Watchdog(world, 1.0, Signer(b"k" * 32))
+    world = World(0, 3, 0, 3, 0, 1, ("h",) * 3, (0,) * 3, "127.0.0.1", 0)
+    channel = ChannelClient("127.0.0.1", server.port)
+    dog = Watchdog(world, 1.0, channel, Signer(b"k" * 32))
     try:
         marker = tmp_path / "pwned"
         evil = pickle.dumps(Boom(marker)).hex()
         client.set("mpidist/wd/stack/1/1", json.dumps(
             {"status": "in the test", "where": "x", "stacks": "", "payload": evil}))
-        client.set("mpidist/wd/stack/1/2", pickle.dumps(Boom(marker)))
+        client.set("mpidist/wd/stack/1/2", pickle.dumps(Boom(marker)).decode("latin-1"))
         dog.store.put("mpidist/wd/stack/1/0", json.dumps(
             {"status": "finished the test", "where": "", "stacks": "", "payload": None}))
         test = _Test(1, None, 5.0, 0.0, (0, 1, 2))
@@ -85,3 +111,4 @@ def test_watchdog_refuses_forged_answers_with_a_pickle_inside(store, tmp_path):
         assert not marker.exists()
     finally:
         dog.close()
+        channel.close()
