@@ -6,7 +6,8 @@ with 20 ``subTest`` each (300 tests, 6,000 subtests), 500 parametrized tests, 20
 tests that print a line through a fixture, and 100 plain methods. It needs no torch
 group, so both runners use MPI alone (``--mpi-backend none`` for mpidist, the same
 command in pytest-mpi's own venv). Each round runs both at each rank count,
-interleaved; the figures are medians of wall time, start-up included, and the
+interleaved in alternating order after one untimed run of each; the figures are
+medians of wall time, start-up included, and the
 counts each runner reported are compared (pytest-mpi prints one summary per rank).
 
 Usage: python benchmarks/bench_real_suite.py [--ranks 2,4] [--rounds 3]
@@ -103,13 +104,18 @@ def main() -> None:
         (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider -q\n")
         times: dict[tuple[str, int], list[float]] = {}
         seen: dict[tuple[str, int], dict[str, int]] = {}
+        for n in ranks:  # one untimed run of each first: caches warm for both alike
+            run([*mpirun(n), sys.executable, "-m", "pytest", "--with-mpi",
+                 "--mpi-backend=none"], root)
+            run([*mpirun(n), peers, "-m", "pytest", "--with-mpi"], root)
         for round_ in range(args.rounds):
             for n in ranks:
-                for name, cmd in (
+                pair = [
                     ("mpidist", [*mpirun(n), sys.executable, "-m", "pytest", "--with-mpi",
                                  "--mpi-backend=none"]),
                     ("pytest-mpi", [*mpirun(n), peers, "-m", "pytest", "--with-mpi"]),
-                ):
+                ]
+                for name, cmd in pair if round_ % 2 == 0 else pair[::-1]:  # ABBA order
                     seconds, found = run(cmd, root)
                     times.setdefault((name, n), []).append(seconds)
                     seen[(name, n)] = found

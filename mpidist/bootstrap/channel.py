@@ -51,6 +51,8 @@ class ChannelServer:
         self.port: int = self._sock.getsockname()[1]
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._sock, selectors.EVENT_READ)
+        self._wake, self._waker = socket.socketpair()  # close() interrupts select()
+        self._selector.register(self._wake, selectors.EVENT_READ)
         self._buffers: dict[socket.socket, bytearray] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="mpidist-channel",
@@ -59,14 +61,18 @@ class ChannelServer:
 
     def close(self) -> None:
         self._stop.set()
+        self._waker.send(b"x")
         self._thread.join(timeout=2)
         for conn in list(self._buffers):
             conn.close()
-        self._sock.close()
+        for sock in (self._sock, self._wake, self._waker):
+            sock.close()
 
     def _serve(self) -> None:
         while not self._stop.is_set():
-            for key, _ in self._selector.select(timeout=0.2):
+            for key, _ in self._selector.select():
+                if key.fileobj is self._wake:
+                    return
                 if key.fileobj is self._sock:
                     self._accept()
                 else:

@@ -16,7 +16,7 @@ import json
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .exchange import Record
-from .results import RankResult
+from .results import RankResult, subtest_digest
 
 if TYPE_CHECKING:
     import pytest
@@ -26,19 +26,29 @@ __all__ = ["decode", "decode_payload", "encode", "is_compact"]
 
 
 def is_compact(reports: Sequence[TestReport], subtests: Sequence[TestReport]) -> bool:
-    """True when the compact record says everything the root needs."""
-    return not subtests and all(
+    """True when the compact record says everything the root needs: every phase and
+    every subtest passed, with nothing to add (a passed subtest is known by its
+    identity alone, which the record's digest carries)."""
+    return all(
         report.passed and not hasattr(report, "wasxfail") and not report.user_properties
-        for report in reports
+        for group in (reports, subtests) for report in group
     )
 
 
 def encode(
-    config: pytest.Config, reports: Sequence[TestReport], subtests: Sequence[TestReport]
+    config: pytest.Config,
+    reports: Sequence[TestReport],
+    subtests: Sequence[TestReport],
+    *,
+    serialize: bool = True,
 ) -> tuple[Record, bytes | None]:
-    """Return the fixed record and, unless compact, the serialized reports."""
-    record = Record(0, {report.when: report.duration for report in reports})
+    """Return the fixed record and, unless compact, the serialized reports
+    (``serialize=False``: the record alone, for a root that keeps its objects)."""
+    record = Record(0, {report.when: report.duration for report in reports}, len(subtests))
+    if not serialize:  # the root's own record is never sent
+        return record, None
     if is_compact(reports, subtests):
+        record.digest = subtest_digest(subtests) if subtests else 0
         return record, None
     to_wire = config.hook.pytest_report_to_serializable
     payload = json.dumps({
@@ -52,7 +62,8 @@ def encode(
 def decode(config: pytest.Config, rank: int, record: Record, payload: bytes | None) -> RankResult:
     """Rebuild a rank's result from its record and payload."""
     if payload is None:
-        return RankResult(rank, None, durations=dict(record.durations))
+        return RankResult(rank, None, durations=dict(record.durations),
+                          subtest_count=record.subtests, subtest_digest=record.digest)
     return decode_payload(config, rank, payload)
 
 

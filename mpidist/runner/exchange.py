@@ -36,22 +36,29 @@ class Record:
     Attributes:
         payload_len: bytes of the full payload that follows (0: compact, none).
         durations: phase -> seconds, for the phases this rank ran.
+        subtests: how many subtests ran (compact: all of them passed).
+        digest: 48 bits identifying those subtests (``results.subtest_digest``).
     """
 
     payload_len: int = 0
     durations: dict[str, float] = field(default_factory=dict)
+    subtests: int = 0
+    digest: int = 0
 
-    SIZE = 1 + len(PHASES)  # doubles on the wire: length, then one per phase
+    #: doubles on the wire: length, one per phase, subtest count, digest
+    SIZE = 3 + len(PHASES)
 
     def to_array(self) -> array[float]:
         return array("d", [float(self.payload_len)]
-                     + [self.durations.get(when, math.nan) for when in PHASES])
+                     + [self.durations.get(when, math.nan) for when in PHASES]
+                     + [float(self.subtests), float(self.digest)])
 
     @classmethod
     def from_array(cls, values: Sequence[float]) -> Record:
+        n = len(PHASES)
         durations = {when: values[1 + i] for i, when in enumerate(PHASES)
                      if not math.isnan(values[1 + i])}
-        return cls(int(values[0]), durations)
+        return cls(int(values[0]), durations, int(values[1 + n]), int(values[2 + n]))
 
 
 def wait_all(requests: Sequence[MPI.Request]) -> None:

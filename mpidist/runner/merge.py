@@ -26,7 +26,16 @@ from _pytest.reports import TestReport
 
 from ..bootstrap.world import format_ranks
 from .failures import Labels, RankedFailure
-from .results import COLLECTIVE_SKIP, PHASES, RankResult, phase_kind, report_text, test_outcome
+from .results import (
+    COLLECTIVE_SKIP,
+    PHASES,
+    RankResult,
+    phase_kind,
+    report_text,
+    subtest_digest,
+    subtest_keys,
+    test_outcome,
+)
 
 __all__ = ["merge_test", "outcome_map"]
 
@@ -151,25 +160,50 @@ def outcome_map(labels: Labels, results: Sequence[RankResult]) -> str:
     return ";".join(f"{kind}={format_ranks(ranks)}" for kind, ranks in per_kind.items())
 
 
-def _merge_subtests(labels: Labels, results: Sequence[RankResult]) -> list[TestReport]:
+def _merge_subtests(labels: Labels, results: Sequence[RankResult],
+                    same: set[int]) -> list[TestReport]:
+    """One report per subtest. A compact rank whose digest matches the root's ran the
+    root's subtests and passed them all; it counts as passed on each. One whose
+    digest differs is left out here (its subtests are unknown) and fails the test
+    through ``_odd_subtests_note``."""
     keyed: dict[str, dict[int, TestReport]] = {}
     for result in results:
-        seen: dict[str, int] = {}
-        for report in result.subtests:
-            describe = getattr(report, "_sub_test_description", None)
-            base = str(describe() if describe else report.head_line)
-            n = seen[base] = seen.get(base, 0) + 1
-            keyed.setdefault(f"{base}#{n}", {})[result.rank] = report
+        for key, report in zip(subtest_keys(result.subtests), result.subtests, strict=True):
+            keyed.setdefault(key, {})[result.rank] = report
     merged = []
     for per_rank in keyed.values():
         report = _merge_phase(labels, per_rank, {})
-        missing = [r.rank for r in results if r.rank not in per_rank]
+        missing = [r.rank for r in results if r.rank not in per_rank and (
+            r.reports is not None or (r.rank in same and 0 not in per_rank))]
         if missing and not report.failed:
             report.outcome = "failed"
             report.longrepr = RankedFailure(
                 [(labels.describe_ranks(missing), "this subtest never ran on these ranks")])
         merged.append(report)
     return merged
+
+
+def _compact_like_root(results: Sequence[RankResult]) -> set[int]:
+    """Compact ranks that ran exactly the root's subtests (all passed)."""
+    compact = [r for r in results if r.reports is None and r.subtest_count]
+    if not compact:
+        return set()
+    root = results[0].subtests
+    digest = subtest_digest(root)
+    return {r.rank for r in compact if r.subtest_count == len(root) and r.subtest_digest == digest}
+
+
+def _odd_subtests_note(labels: Labels, results: Sequence[RankResult], same: set[int]) -> str:
+    """Compact ranks whose passed subtests are not the root's: the test did not run
+    the same way everywhere (say so; their details were not sent)."""
+    root = len(results[0].subtests)
+    odd = [r for r in results if r.reports is None and r.rank not in same
+           and (r.subtest_count or root)]
+    if not odd:
+        return ""
+    counts = ", ".join(sorted({str(r.subtest_count) for r in odd}))
+    return (f"{labels.describe_ranks([r.rank for r in odd])} passed {counts} subtest(s), "
+            f"not the same ones as rank 0 ({root}): the test ran differently there")
 
 
 def _collective_skip(results: Sequence[RankResult]) -> TestReport | None:
@@ -223,6 +257,30 @@ def _with_properties(merged: TestReport, props: tuple[str, str],
     return merged
 
 
+def _all_like_the_root(results: Sequence[RankResult], same: set[int]) -> bool:
+    """The common case: the root passed everything plainly, and every other rank sent
+    the compact record of the same run. Nothing to fold but durations."""
+    root = results[0]
+    return all(r.reports is None and (r.rank in same or not (r.subtest_count or root.subtests))
+               for r in results[1:]) and all(
+        report.passed and not hasattr(report, "wasxfail")
+        for group in (root.reports or (), root.subtests) for report in group)
+
+
+def _as_the_root(results: Sequence[RankResult], props: tuple[str, str]) -> list[TestReport]:
+    """``merge_test`` for that case: the root's reports, with the slowest duration.
+    They are new objects (pytest logged none of them), so they are reused, not copied."""
+    out: list[TestReport] = []
+    for report in results[0].reports or ():
+        if report.when == "call":
+            out.extend(results[0].subtests)
+        report.duration = max([report.duration] + [
+            r.durations.get(report.when, 0.0) for r in results[1:]])
+        report.user_properties = [*report.user_properties, props]
+        out.append(report)
+    return out
+
+
 def merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport]:
     """Merge one test's results from every rank into the reports the root logs.
 
@@ -231,6 +289,10 @@ def merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport
     order pytest would have logged them. Ranks that sat the test out (``SAT_OUT``)
     do not count; an ``mpi_outcomes`` property and failure notes say who ran it.
     """
+    same = _compact_like_root(results)
+    if _all_like_the_root(results, same):
+        everyone = format_ranks([r.rank for r in results])
+        return _as_the_root(results, ("mpi_outcomes", f"passed={everyone}"))
     props = ("mpi_outcomes", outcome_map(labels, results))
     ran_note: list[str] = []
     sat = [r.rank for r in results if r.sat_out]
@@ -249,17 +311,21 @@ def merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport
         if not full or (when == "call" and out and not out[-1].passed):
             continue  # pytest logs no call after a failed setup
         notes = list(ran_note) if when == "call" else []
-        subtests = _merge_subtests(labels, results) if when == "call" else []
+        subtests = _merge_subtests(labels, results, same) if when == "call" else []
         out.extend(subtests)
         if when == "setup":
             calls = [r.rank for r in results if (c := r.phase("call")) is not None and c.failed]
             if calls:
                 notes.append(f"the test body also failed on {labels.describe_ranks(calls)}")
+        odd = _odd_subtests_note(labels, results, same) if when == "call" else ""
         merged = _merge_phase(labels, full, compact, notes)
         failed_subtests = sum(1 for sub in subtests if sub.failed)
         if merged.passed and failed_subtests:  # as pytest does for one process
             merged.outcome = "failed"
             merged.longrepr = f"contains {failed_subtests} failed subtest" + (
                 "s" if failed_subtests > 1 else "")
+        elif merged.passed and odd:
+            merged.outcome = "failed"
+            merged.longrepr = RankedFailure([("subtests", odd)])
         out.append(_with_properties(merged, props, full.values()))
     return out

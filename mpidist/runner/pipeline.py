@@ -15,6 +15,7 @@ past it.
 from __future__ import annotations
 
 import os
+from array import array
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generator, Iterator, cast
 
@@ -62,9 +63,13 @@ def _hold_logreports(session: pytest.Session) -> Iterator[list[TestReport]]:
     """Hold every report logged during a test (pytest 9 subtests log mid-test)."""
     held: list[TestReport] = []
     real = session.gethookproxy
+    relays: dict[os.PathLike[str], pluggy.HookRelay] = {}  # pytest asks on every hook call
 
     def held_proxy(fspath: os.PathLike[str]) -> pluggy.HookRelay:
-        return cast(pluggy.HookRelay, _HeldHooks(real(fspath), held))
+        relay = relays.get(fspath)
+        if relay is None:
+            relay = relays[fspath] = cast(pluggy.HookRelay, _HeldHooks(real(fspath), held))
+        return relay
 
     session.gethookproxy = held_proxy  # type: ignore[method-assign]
     try:
@@ -107,7 +112,9 @@ class TestPipeline:
 
         comm = self.group.comm
         verdict = ""
-        if comm.allreduce(status, op=MPI.MAX) != _SETUP_PASSED:
+        mine, worst = array("i", [status]), array("i", [0])
+        comm.Allreduce([mine, MPI.INT], [worst, MPI.INT], op=MPI.MAX)  # no pickling per test
+        if worst[0] != _SETUP_PASSED:
             states = comm.allgather((status, reason))
             worst = max(s for s, _ in states)
             ranks = [r for r, (s, _) in enumerate(states) if s == worst]
@@ -152,13 +159,15 @@ class TestPipeline:
             reason = setup.longrepr[2] if isinstance(setup.longrepr, tuple) else ""
             self._agree_on_body(item, status, reason.removeprefix("Skipped: "))
         del item.stash[_AGREED]
-        record, payload = encode(self.config, reports, subtests)
         # A failure is never compact: the payload serialized for the exchange is
-        # the one the watchdog sends if the test then hangs (serialized once). A
-        # rank that left the body early counts too: the ranks that did not are in
-        # the body without it, and get --mpi-peer-grace to finish.
+        # the one the watchdog sends if the test then hangs (serialized once); the
+        # root serializes only then, since it keeps its own objects. A rank that
+        # left the body early counts too: the ranks that did not are in the body
+        # without it, and get --mpi-peer-grace to finish.
         failed = any(r.failed or getattr(r, LEFT_EARLY, False) for r in reports) or any(
             r.failed for r in subtests)
+        record, payload = encode(self.config, reports, subtests,
+                                 serialize=failed or not group.is_root)
         watchdog.finished(payload if failed else None)
         stop_fail, stop = self._exchange(item, reports, subtests, record, payload)
         watchdog.end()

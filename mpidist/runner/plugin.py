@@ -10,13 +10,13 @@ only then.
 
 from __future__ import annotations
 
-from typing import Generator
+from typing import Any, Generator
 
 import pytest
 
 from ..bootstrap.settings import SETTINGS
 
-__all__: list[str] = []
+__all__ = ["rank_of"]
 
 WITH_MPI_REASON = "need --with-mpi option to run"
 
@@ -92,3 +92,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("mpi") is not None:
             item.add_marker(skip)
+
+
+def rank_of(config: pytest.Config) -> int | None:
+    """This process's rank under ``--with-mpi`` (None without it): for plugins above
+    the runner that act on one rank only (the journal recorder)."""
+    plugin: Any = config.pluginmanager.get_plugin("mpidist-session")
+    return None if plugin is None else int(plugin.rank)

@@ -13,14 +13,15 @@ pytest's own serialization (it keeps a report's extra attributes).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
 __all__ = ["ABNORMAL", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES", "SAT_OUT", "RankResult",
-           "phase_kind", "report_text", "test_outcome"]
+           "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
 PHASES = ("setup", "call", "teardown")
 STRICT_XPASS = "[XPASS(strict)]"
@@ -47,12 +48,16 @@ class RankResult:
             the compact record (every phase passed, nothing else to say).
         subtests: its subtest reports, in the order they were made.
         durations: phase -> seconds, for compact ranks.
+        subtest_count: how many subtests a compact rank ran (every one passed).
+        subtest_digest: ``subtest_digest`` of those subtests' identities.
     """
 
     rank: int
     reports: list[TestReport] | None
     subtests: list[TestReport] = field(default_factory=list)
     durations: dict[str, float] = field(default_factory=dict)
+    subtest_count: int = 0
+    subtest_digest: int = 0
 
     def phase(self, when: str) -> TestReport | None:
         """This rank's report of phase ``when``, if it sent one."""
@@ -66,6 +71,28 @@ class RankResult:
         """Whether the test did not use this rank."""
         call = self.phase("call")
         return call is not None and bool(getattr(call, SAT_OUT, False))
+
+
+def subtest_keys(subtests: Sequence[TestReport]) -> list[str]:
+    """Each subtest's identity: its description, numbered when it repeats (so the same
+    subtest has the same key on every rank)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for report in subtests:
+        describe = getattr(report, "_sub_test_description", None)
+        base = str(describe() if describe else report.head_line)
+        n = seen[base] = seen.get(base, 0) + 1
+        keys.append(f"{base}#{n}")
+    return keys
+
+
+def subtest_digest(subtests: Sequence[TestReport]) -> int:
+    """48 bits of a hash of the subtests' keys, in order: exact in a float64 record."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    for key in subtest_keys(subtests):
+        digest.update(key.encode())
+        digest.update(b"\0")
+    return int.from_bytes(digest.digest()[:6], "big")
 
 
 def report_text(report: TestReport) -> str:

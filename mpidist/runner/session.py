@@ -222,10 +222,3 @@ def _gpu_line(host: str) -> str:
     return (f"mpidist: GPUs on host {host}: {count} x {torch.cuda.get_device_name(0)} "
             f"(CUDA {torch.version.cuda}, NCCL {'.'.join(map(str, nccl)) if nccl else 'none'});"
             f" {using}")
-
-
-def rank_of(config: pytest.Config) -> int | None:
-    """This process's rank under ``--with-mpi`` (None without it): for plugins above
-    the runner that act on one rank only (the journal recorder)."""
-    plugin: Any = config.pluginmanager.get_plugin("mpidist-session")
-    return None if plugin is None else int(plugin.rank)

@@ -23,8 +23,8 @@ from _pytest.reports import TestReport
 
 from ..bootstrap import settings
 from ..bootstrap.settings import setting
+from ..runner.plugin import rank_of
 from ..runner.results import ABNORMAL
-from ..runner.session import rank_of
 from .journal import JournalWriter, read_journal
 
 __all__ = ["JournalRecorder"]

@@ -22,11 +22,9 @@ from typing import Any, Generator
 
 import pytest
 
-from .. import runtime
 from ..bootstrap import settings
 from ..bootstrap.settings import setting
 from ..runner.results import LEFT_EARLY, SAT_OUT
-from . import compat
 
 __all__: list[str] = []
 
@@ -39,7 +37,11 @@ def _active(config: pytest.Config) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> None:
-    if _active(collector.config) and isinstance(obj, type) and compat.is_spawning_class(obj):
+    if not (_active(collector.config) and isinstance(obj, type)):
+        return
+    from . import compat  # only under --with-mpi: the testing package loads then
+
+    if compat.is_spawning_class(obj):
         compat.install(setting(collector.config, settings.SHARED_DIR))
 
 
@@ -47,6 +49,9 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> None:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
     if _active(item.config):
+        from .. import runtime
+        from . import compat
+
         compat.begin()
         stash = item.config.stash
         if compat.is_spawning_class(getattr(item, "cls", None)):
@@ -63,6 +68,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, Any, Any]:
     report = yield
     if call.when == "call" and _active(item.config):
+        from . import compat
+
         if report.skipped and compat.sat_out():
             setattr(report, SAT_OUT, True)
         if compat.left_early():

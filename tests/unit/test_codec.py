@@ -56,9 +56,10 @@ def test_anything_notable_sends_full_reports(pytestconfig, reports):
 def test_subtest_context_keeps_the_senders_strings(pytestconfig):
     from _pytest.subtests import SubtestContext, SubtestReport
 
-    base = rep("call")
+    base = rep("call", "failed")  # a failed subtest travels in full
     report = SubtestReport._new(base, SubtestContext(msg="m", kwargs={"i": 0}), None, None)
-    record, payload = encode(pytestconfig, [rep("setup"), base, rep("teardown")], [report])
+    record, payload = encode(pytestconfig, [rep("setup"), rep("call"), rep("teardown")],
+                             [report])
     back = decode(pytestconfig, 1, record, payload)
     assert back.subtests[0]._sub_test_description() == "[m] (i=0)"
     assert report._sub_test_description() == "[m] (i=0)"
@@ -71,3 +72,25 @@ def test_payload_is_json_not_pickle(pytestconfig):
     assert payload is not None and isinstance(json.loads(payload), dict)
     with pytest.raises(ValueError):
         decode(pytestconfig, 1, Record(3), b"\x80\x04K\x01.")  # a pickle is refused
+
+
+def test_passed_subtests_travel_as_count_and_digest(pytestconfig):
+    from _pytest.subtests import SubtestContext, SubtestReport
+
+    from mpidist.runner.results import subtest_digest
+
+    subs = [SubtestReport._new(rep("call"), SubtestContext(msg=None, kwargs={"i": i}), None,
+                               None) for i in range(3)]
+    record, payload = encode(pytestconfig, [rep("setup"), rep("call"), rep("teardown")], subs)
+    assert payload is None and record.subtests == 3
+    back = Record.from_array(record.to_array())
+    assert back.digest == record.digest == subtest_digest(subs) and back.digest < 2**48
+    result = decode(pytestconfig, 1, back, None)
+    assert result.subtest_count == 3 and result.subtest_digest == record.digest
+    assert subtest_digest(subs[:2]) != record.digest
+
+
+def test_the_root_serializes_only_for_the_watchdog(pytestconfig):
+    reports = [rep("setup"), rep("call", "skipped"), rep("teardown")]
+    assert encode(pytestconfig, reports, [], serialize=False)[1] is None
+    assert encode(pytestconfig, reports, [])[1] is not None

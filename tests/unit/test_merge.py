@@ -188,6 +188,30 @@ def test_subtest_missing_on_a_rank_is_a_failure():
     assert subs[1].failed and "never ran on these ranks" in str(subs[1].longrepr)
 
 
+def compact_subs(rank: int, subs: list[TestReport]) -> RankResult:
+    from mpidist.runner.results import subtest_digest
+
+    return RankResult(rank, None, durations={"setup": 0.0, "call": 0.1, "teardown": 0.0},
+                      subtest_count=len(subs), subtest_digest=subtest_digest(subs))
+
+
+def test_compact_rank_with_the_roots_subtests_passes_them():
+    r0 = RankResult(0, [rep("setup"), rep("call"), rep("teardown")], [sub(0), sub(1)])
+    merged = merge_test(world(2), [r0, compact_subs(1, [sub(0), sub(1)])])
+    assert [(r.when, r.outcome) for r in merged] == [
+        ("setup", "passed"), ("call", "passed"), ("call", "passed"), ("call", "passed"),
+        ("teardown", "passed")]
+
+
+def test_compact_rank_with_other_subtests_fails_the_test_and_says_so():
+    r0 = RankResult(0, [rep("setup"), rep("call"), rep("teardown")], [sub(0), sub(1)])
+    merged = merge_test(world(2), [r0, compact_subs(1, [sub(0)])])
+    call = merged[3]
+    assert call.when == "call" and call.failed
+    assert "rank 1/2 (host n2) passed 1 subtest(s), not the same ones as rank 0 (2)" in str(
+        call.longrepr)
+
+
 def test_agreed_skip_is_one_skip_with_the_agreed_reason():
     deferred = rep("call", "skipped", ("t.py", 1, "Skipped: skipped on rank 1/2 (host n2): gpu"))
     deferred.mpi_collective_skip = True
