@@ -135,7 +135,7 @@ class MPISession:
         for key, why in rejected.items():
             terminalreporter.write_line(
                 f"mpidist: WARNING ignored store value {key}: {why}; someone who can reach "
-                f"the store's port wrote it (see the README's Security section)", yellow=True)
+                f"mpidist's channel wrote it (see the README's Security section)", yellow=True)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._session = session

@@ -207,7 +207,7 @@ def test_requires_gloo_runs():
 
 @testing.requires_nccl()
 def test_requires_nccl():
-    raise AssertionError("ran without NCCL")
+    assert dist.is_nccl_available(), "ran without NCCL"
 
 
 @testing.requires_mpi()
@@ -217,7 +217,7 @@ def test_requires_mpi():
 
 @testing.requires_nccl_version((2, 18), "needs NVLS")
 def test_requires_nccl_version():
-    raise AssertionError("ran without NCCL")
+    assert dist.is_nccl_available() and tuple(torch.cuda.nccl.version()) >= (2, 18)
 
 
 @testing.skip_if_no_gpu

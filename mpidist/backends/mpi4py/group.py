@@ -72,6 +72,16 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
     def setGroupDesc(self, desc: str) -> None:
         self._desc = desc
 
+    #: batch_isend_irecv asks the backend; MPI point-to-point needs no coalescing
+    supports_coalescing = False
+
+    def _get_backend(self, device: Any) -> MPI4PyProcessGroup:
+        """This group is its own backend, whatever the device: torch >= 2.14 asks a group
+        for its backend per device (``batch_isend_irecv``), and a Python group registers
+        none, so torch's own lookup fails with "No backend type associated with device
+        type cpu"; a CUDA tensor then gets this backend's one-line error."""
+        return self
+
     def __repr__(self) -> str:
         return f"MPI4PyProcessGroup(rank={self.rank()}, size={self.size()})"
 
