@@ -116,7 +116,10 @@ def step_info(out: Path) -> Result:
     return Result("info", "PASS", proc.stdout.strip().splitlines()[0])
 
 
-def suite(out: Path, ranks: int) -> tuple[dict[str, list[str]], str]:
+def suite(out: Path, ranks: int) -> tuple[dict[str, list[str]], str, dict[str, int]]:
+    """Run the GPU rank suite on ``ranks`` ranks: its outcomes by kind, rank 0's header
+    line and the counts. Without a GPU it still runs (every GPU test must skip), then
+    the step SKIPs."""
     junit = out / f"suite-{ranks}.xml"
     junit.unlink(missing_ok=True)  # never judge an earlier run's file
     proc = run([*mpirun(ranks), PY, "-m", "pytest", "--with-mpi", "--mpi-backend", "auto",
@@ -128,26 +131,23 @@ def suite(out: Path, ranks: int) -> tuple[dict[str, list[str]], str]:
     counts = junit_counts(junit)
     if counts["failed"]:
         raise Fail(f"{ranks} rank(s): failed {counts['failed']}; see {junit.name}")
-    return counts, proc.stdout
-
-
-def step_one_rank(out: Path) -> Result:
-    counts, stdout = suite(out, 1)
-    header = next((line for line in stdout.splitlines() if line.startswith("mpidist:")), "")
     numbers = {k: len(v) for k, v in counts.items()}
     if gpus() == 0:
         raise Skip(f"no CUDA device; the suite ran and skipped its GPU tests ({numbers})")
+    header = next((line for line in proc.stdout.splitlines() if line.startswith("mpidist:")),
+                  "")
+    return counts, header, numbers
+
+
+def step_one_rank(out: Path) -> Result:
+    _, header, numbers = suite(out, 1)
     if "backend nccl" not in header:
         raise Fail(f"auto on 1 rank with a GPU did not choose NCCL: {header}")
     return Result("1 rank, auto -> NCCL", "PASS", f"{header}; {numbers}", numbers=numbers)
 
 
 def step_two_ranks_one_gpu(out: Path) -> Result:
-    counts, stdout = suite(out, 2)
-    header = next((line for line in stdout.splitlines() if line.startswith("mpidist:")), "")
-    numbers = {k: len(v) for k, v in counts.items()}
-    if gpus() == 0:
-        raise Skip(f"no CUDA device; the suite ran and skipped its GPU tests ({numbers})")
+    counts, header, numbers = suite(out, 2)
     if gpus() == 1 and "backend gloo" not in header:
         raise Fail(f"auto with 2 ranks on 1 GPU did not fall back to gloo: {header}")
     if "test_skip_if_lt_two_gpus_skips_collectively" not in counts["skipped"] and gpus() < 2:

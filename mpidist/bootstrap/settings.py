@@ -51,7 +51,8 @@ def _flag(text: str) -> bool:
 BACKEND = Setting(
     "backend", "--mpi-backend", "mpi_backend", "MPIDIST_BACKEND", "auto", str,
     "torch.distributed backend for the default process group: "
-    "auto (nccl with a GPU, else gloo), gloo, nccl, ucc, mpi (torch's, else mpi4py), "
+    "auto (nccl when every rank has a GPU of its own, else gloo), gloo, nccl, ucc, mpi "
+    "(torch's, else mpi4py), "
     "mpi4py (mpidist's MPI process group), or none.",
 )
 LOG_DIR = Setting(
