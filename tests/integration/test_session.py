@@ -346,3 +346,27 @@ def test_body_skip():
     assert result.returncode == 1
     result.lines.fnmatch_lines(["*skipped on 1 of 2 ranks only, so the test did not run "
                                 "everywhere*only rank 1 skips*"])
+
+
+def test_a_script_that_never_calls_shutdown_exits_cleanly(job):
+    # mpidist.init() without shutdown(): shut down at exit, before mpi4py finalizes MPI
+    # (gloo's threads met interpreter teardown: SIGABRT on rank 0, 1 run in 6).
+    script = job.write("script.py", '''
+import torch
+import torch.distributed as dist
+import mpidist
+
+mpidist.init("gloo")
+t = torch.ones(4)
+dist.all_reduce(t)
+assert t[0].item() == dist.get_world_size()
+print("done", flush=True)
+''')
+    import sys
+
+    from ..mpijob import mpirun_command
+
+    for _ in range(3):
+        result = job.execute([*mpirun_command(2), sys.executable, str(script)])
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.count("done") == 2
