@@ -28,6 +28,7 @@ and ends the job. This is the collective-free path torch's own
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable
 
+from ..bootstrap.channel import ChannelFull
 from ..bootstrap.signing import MAX_VALUE, SealedStore, Signer
 from ..bootstrap.world import World
 
@@ -182,7 +184,9 @@ class Watchdog:
             return
         test.phase, test.payload = "finished the test", payload
         if payload is not None:
-            self.store.put(f"{_PREFIX}failed/{test.index}/{self.world.rank}", "failed")
+            # a full channel: the grace clock will not start early; the deadline holds
+            with contextlib.suppress(ChannelFull):
+                self.store.put(f"{_PREFIX}failed/{test.index}/{self.world.rank}", "failed")
 
     def end(self) -> None:
         """Every rank is past the test (the verdict arrived)."""
@@ -201,7 +205,10 @@ class Watchdog:
                 continue
             try:
                 self._tick(test)
-            except Exception as exc:  # the store went away: the job is ending
+            except ChannelFull as exc:  # a write refused; watching goes on
+                print(f"mpidist watchdog ({self.world.describe(self.world.rank)}): {exc}",
+                      file=sys.stderr)
+            except Exception as exc:  # the channel went away: the job is ending
                 print(f"mpidist watchdog ({self.world.describe(self.world.rank)}): {exc}",
                       file=sys.stderr)
                 return

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from mpidist.bootstrap.channel import MAX_FRAME, ChannelClient, ChannelError, ChannelServer
+from mpidist.bootstrap import channel as channel_module
+from mpidist.bootstrap.channel import (
+    MAX_FRAME,
+    ChannelClient,
+    ChannelError,
+    ChannelFull,
+    ChannelServer,
+)
 from mpidist.bootstrap.signing import MAX_VALUE, Rejected, SealedStore, Signer
 from mpidist.bootstrap.world import World
 
@@ -112,3 +119,14 @@ def test_watchdog_refuses_forged_answers_with_a_pickle_inside(store, tmp_path):
     finally:
         dog.close()
         channel.close()
+
+
+def test_a_full_channel_refuses_new_keys_and_keeps_working(store, monkeypatch):
+    client, _server = store
+    monkeypatch.setattr(channel_module, "MAX_KEYS", 2)
+    client.set("a", "1")
+    client.set("b", "2")
+    with pytest.raises(ChannelFull):
+        client.set("c", "3")
+    client.set("a", "again")  # an existing key may still change
+    assert client.get("a") == b"again" and client.num_keys() == 2
