@@ -151,14 +151,15 @@ def init(
     rt.requested, rt.timeout = backend, seconds
     if rt.backend is None:
         name: str | None = None
-        error: MpidistError | None = None
-        try:
-            name = resolve_backend(backend, rt.world)
-        except MpidistError as exc:
-            error = exc
-        raise_together(rt.comm, error, MpidistError if error is None else type(error))
-        if backend.strip().lower() == "auto":
+        if backend.strip().lower() == "auto":  # every rank calls init with the same
             name, rt.reason = _agree_on_auto(rt)
+        else:
+            error: MpidistError | None = None
+            try:
+                name = resolve_backend(backend, rt.world)
+            except MpidistError as exc:
+                error = exc
+            raise_together(rt.comm, error, MpidistError if error is None else type(error))
         if name is not None:
             if rt.rendezvous.store is None:  # the first init asked for no group
                 start_torch_store(rt.rendezvous, rt.comm, seconds)

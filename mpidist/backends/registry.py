@@ -90,7 +90,8 @@ def nccl_obstacle(world: World, devices: int, has_nccl: bool) -> str | None:
 
 
 def resolve_backend(requested: str, world: World) -> str | None:
-    """Map ``auto``/``none``/a name to the backend to start, or None for no group.
+    """Map ``none`` or a backend's name to the backend to start, or None for no group.
+    (``auto`` is decided across ranks by ``runtime.init``, from ``nccl_obstacle``.)
 
     Raises:
         UsageError: unknown name.
@@ -100,9 +101,8 @@ def resolve_backend(requested: str, world: World) -> str | None:
     name = requested.strip().lower()
     if name == "none":
         return None
-    if name == "auto":  # this rank's view; runtime.init makes it every rank's
-        has_nccl = BACKENDS["nccl"].available()
-        return "gloo" if nccl_obstacle(world, cuda_devices(), has_nccl) else "nccl"
+    if name == "auto":
+        raise ValueError("auto is decided across ranks, by mpidist.runtime.init")
     if name == "mpi" and not BACKENDS["mpi"].available():
         return "mpi4py"  # stock torch: our MPI process group (the header says so)
     if name not in BACKENDS:

@@ -208,8 +208,6 @@ class MPISession:
 def _gpu_line(host: str) -> str:
     """``mpidist: GPUs on host n1: 8 x NVIDIA H100 (CUDA 13.0, NCCL 2.27.5); rank 0 uses
     cuda:0`` -- or "" on a node without one (nothing is imported for it)."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available():
         return ""
