@@ -27,6 +27,10 @@ py="${MPIDIST_GPU_PYTHON:-python3}"
 if compgen -G "$repo/.whl/*.whl" >/dev/null; then
     venv=/tmp/mpidist-gpu-venv
     "$py" -m venv --system-site-packages "$venv" || exit 1
+    # The machine's torch and mpi4py may live in a venv of their own, which a venv made
+    # from it would not see (it inherits the base interpreter): a .pth adds their paths.
+    site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    "$py" -c 'import site; print("\n".join(site.getsitepackages()))' > "$site/_machine.pth"
     "$venv/bin/python" -m pip install -q --no-index --no-deps "$repo"/.whl/*.whl || exit 1
     py="$venv/bin/python"
 fi

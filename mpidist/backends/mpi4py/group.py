@@ -26,16 +26,7 @@ from torch._C._distributed_c10d import (
     ScatterOptions,
 )
 
-from .buffers import (
-    Buf,
-    check,
-    fast_spec,
-    flatten,
-    raw,
-    receiver,
-    split_counts,
-    vspec,
-)
+from .buffers import Buf, check, fast_spec, flatten, raw, receiver, split_counts, vspec
 from .communicator import group_comm
 from .ops import AVG, Red, mpi_op
 from .work import DONE, MPIWork, all_of
@@ -72,8 +63,11 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
     def setGroupDesc(self, desc: str) -> None:
         self._desc = desc
 
-    #: batch_isend_irecv asks the backend; MPI point-to-point needs no coalescing
+    #: torch asks a backend for these (batch_isend_irecv; new_group on torch 2.11 reads
+    #: supports_splitting once a device is bound)
     supports_coalescing = False
+    supports_splitting = False
+    supports_time_estimate = False
 
     def _get_backend(self, device: Any) -> MPI4PyProcessGroup:
         """This group is its own backend, whatever the device: torch >= 2.14 asks a group
@@ -233,6 +227,21 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
         spec, unpack = receiver(outputs, src.dtype, "gather")
         return self._run("gather", outputs, lambda: comm.Gatherv(src.spec, spec, root),
                          lambda: comm.Igatherv(src.spec, spec, root), opts, [unpack])
+
+    def gather_single(self, output: Tensor, input: Tensor, opts: Any = None) -> MPIWork:
+        """``dist.gather_single`` (torch >= 2.14): all inputs, end to end, in the root's."""
+        what, opts = "gather_single", opts or GatherOptions()
+        src, root, comm = Buf(input, what), self._root(opts, what), self.comm
+        if self.rank() != root:
+            return self._run(what, [], lambda: comm.Gather(src.spec, None, root),
+                             lambda: comm.Igather(src.spec, None, root), opts)
+        out = Buf(output, what)
+        if out.contiguous.numel() != src.contiguous.numel() * self.size():
+            raise ValueError(f"mpi4py backend: {what} output must hold {self.size()} x the "
+                             f"input's {src.contiguous.numel()} elements")
+        recv = [out.spec[0], src.contiguous.numel(), out.spec[2]]
+        return self._run(what, [output], lambda: comm.Gather(src.spec, recv, root),
+                         lambda: comm.Igather(src.spec, recv, root), opts, [out.sync])
 
     def scatter(
         self, outputs: list[Tensor], input_lists: list[list[Tensor]], opts: Any = None
