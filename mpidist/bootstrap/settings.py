@@ -105,9 +105,15 @@ SHARED_DIR = Setting(
     "rendezvous) when a test's ranks span nodes (default: the temp dir, one node).",
 )
 
+KEEPER = Setting(
+    "keeper", "--mpi-keeper", "mpi_keeper", "MPIDIST_KEEPER", True, _flag,
+    "on: each rank's launched process keeps a small parent that holds the launcher off "
+    "until rank 0 has reported a dead rank (off: the launcher may kill the job first).",
+)
+
 SETTINGS: tuple[Setting[object], ...] = (  # type: ignore[assignment]
     BACKEND, LOG_DIR, RANK_OUTPUT, STORE_TIMEOUT, IFNAME, TIMEOUT, PEER_GRACE, JOURNAL,
-    RESUME, SHARED_DIR,
+    RESUME, SHARED_DIR, KEEPER,
 )
 
 

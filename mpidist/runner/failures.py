@@ -119,6 +119,7 @@ _HEADLINES = {  # why -> (the summary's words, what the option is)
                      " (--mpi-peer-grace)"),
     "terminated": ("the job was terminated (SIGTERM) while this test ran",
                    ": a rank died or the launcher stopped the job"),
+    "died": ("{died} while this test ran", ""),
 }
 
 
@@ -149,8 +150,9 @@ def _where_lines(labels: Labels, hang: Hang) -> tuple[list[str], str]:
                  else "finished the test; waiting for the other ranks")
         by_where.setdefault(label, []).append(rank)
     lines = [f"  {labels.describe_ranks(ranks)} {label}" for label, ranks in by_where.items()]
-    if hang.missing:
-        lines.append(f"  {labels.describe_ranks(hang.missing)} did not answer "
+    silent = [rank for rank in hang.missing if rank not in hang.died]
+    if silent:
+        lines.append(f"  {labels.describe_ranks(silent)} did not answer "
                      "(dead, or holding the GIL); the launcher's message above "
                      "names its exit code or signal")
     stacks: dict[str, list[int]] = {}
@@ -170,10 +172,12 @@ def describe_hang(
     """The failure shown for ``hang``; ``decode`` rebuilds a rank's sent reports."""
     failures = _rank_failures(labels, hang, decode)
     summary, detail = _HEADLINES[hang.why]
-    summary = summary.format(timeout=hang.timeout, grace=hang.grace,
+    died = "; ".join(f"{labels.describe(rank)} died: {how}"
+                     for rank, how in sorted(hang.died.items()))
+    summary = summary.format(timeout=hang.timeout, grace=hang.grace, died=died,
                              failed=labels.describe_ranks([r for r, _ in failures]))
     where, waiting = _where_lines(labels, hang)
-    if hang.why == "terminated":
+    if hang.why in ("terminated", "died"):
         return _terminated(labels, hang, failures, [summary + detail, *where])
     groups = [(labels.describe(rank), longrepr) for rank, longrepr in failures]
     failure = RankedFailure([*groups, ("hang", "\n".join([summary + detail, *where]))])
@@ -196,7 +200,11 @@ def _terminated(labels: Labels, hang: Hang, failures: list[tuple[int, Any]],
         crash = getattr(longrepr, "reprcrash", None)
         text = crash.message if crash is not None else str(longrepr)
         echoes.append(f"  {labels.describe(rank)} failed: {text.splitlines()[0][:160]}")
-    failure = RankedFailure([("job terminated", "\n".join([lines[0], *echoes, *lines[1:]]))])
+    title = "rank died" if hang.died else "job terminated"
+    failure = RankedFailure([(title, "\n".join([lines[0], *echoes, *lines[1:]]))])
+    if hang.died:
+        failure.reprcrash = Crash("", 0, lines[0])
+        return failure
     dead = (f"no answer from {labels.describe_ranks(hang.missing)}"
             if hang.missing else "every rank answered")
     failure.reprcrash = Crash(

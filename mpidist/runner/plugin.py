@@ -14,7 +14,8 @@ from typing import Any, Generator
 
 import pytest
 
-from ..bootstrap.settings import SETTINGS
+from ..bootstrap import settings
+from ..bootstrap.settings import SETTINGS, setting
 
 __all__ = ["rank_of"]
 
@@ -29,7 +30,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "result (pytest-mpi's flag).",
     )
     for item in SETTINGS:
-        if isinstance(item.default, bool):
+        if item.default is False:
             group.addoption(item.option, action="store_true", default=None,
                             dest=f"mpi_{item.name}",
                             help=f"{item.help} [env {item.envvar}]")
@@ -45,10 +46,19 @@ def pytest_load_initial_conftests(
     early_config: pytest.Config, parser: pytest.Parser, args: list[str]
 ) -> Generator[None, None, None]:
     # Outermost wrapper: runs before pytest's capture plugin starts capturing.
-    if getattr(early_config.known_args_namespace, "with_mpi", False):
+    namespace = early_config.known_args_namespace
+    if getattr(namespace, "with_mpi", False):
         from .output import start
 
-        start(early_config, early_config.known_args_namespace)
+        try:
+            keep = setting(early_config, settings.KEEPER, namespace)
+        except pytest.UsageError:
+            keep = False  # start() says what is wrong, once, from rank 0
+        if keep:  # before MPI exists: the keeper must never hold an MPI process
+            from ..safety import keeper
+
+            keeper.start()
+        start(early_config, namespace)
     return (yield)
 
 

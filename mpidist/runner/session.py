@@ -25,6 +25,7 @@ from ..bootstrap.settings import setting
 from ..bootstrap.slurm import SLURM_VARS
 from ..bootstrap.slurm import compare as compare_slurm
 from ..errors import MpidistError
+from ..safety import keeper
 from ..safety.signals import on_sigterm
 from ..safety.watchdog import Hang, Watchdog
 from .codec import decode_payload
@@ -81,6 +82,10 @@ class MPISession:
         self.pipeline = TestPipeline(config, group, self.watchdog, self.output, timeout)
         config.pluginmanager.register(self.pipeline, "mpidist-pipeline")
         on_sigterm(self._on_sigterm)
+        link = keeper.link()
+        if link is not None:  # what the keeper needs to tell rank 0 that this rank died
+            link.contact(self.rank, self.world.describe(self.rank), self.world.master_addr,
+                         rt.rendezvous.channel_port, rt.signer.secret())
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -160,6 +165,7 @@ class MPISession:
             # a rank that exits now makes Open MPI kill the rest at once, before
             # rank 0 has written its report.
             self.watchdog.wait_for_rank0_exit(limit=30.0)
+            keeper.mark_done()
             os._exit(128 + 15)
         hang = self.watchdog.request_dump("terminated", wait=0.3)
         if hang is not None:
@@ -172,6 +178,7 @@ class MPISession:
                 self.config.hook.pytest_sessionfinish(
                     session=session, exitstatus=pytest.ExitCode.INTERRUPTED)
         sys.stdout.flush()
+        keeper.mark_done()
         os._exit(128 + 15)
 
     def _on_hang(self, hang: Hang, abort: bool = True) -> None:
@@ -182,22 +189,31 @@ class MPISession:
         capture = self.config.pluginmanager.getplugin("capturemanager")
         if capture is not None:  # the main thread may be mid-test, its output captured
             capture.suspend(in_=True)
-        item = hang.item
-        session = item.session
-        failure = describe_hang(self.world, hang,
-                                lambda rank, payload: decode_payload(self.config, rank, payload))
-        reports = failed_reports(
-            item.nodeid, item.location, failure,
-            duration=hang.timeout if hang.why == "timeout" else 0.0,
-            properties=[("mpi_outcomes", hang.why)], abnormal=hang.why)
-        # not item.ihook: the main thread is holding those
-        replay(self.config.hook, item.nodeid, item.location, reports, started=True)
-        session.shouldfail = f"mpidist: {hang.why} in {item.nodeid}"
-        self.config.hook.pytest_sessionfinish(session=session,
-                                              exitstatus=pytest.ExitCode.TESTS_FAILED)
+        item, session = hang.item, self._session
+        if item is not None:
+            session = item.session
+            failure = describe_hang(
+                self.world, hang, lambda rank, payload: decode_payload(self.config, rank,
+                                                                       payload))
+            reports = failed_reports(
+                item.nodeid, item.location, failure,
+                duration=hang.timeout if hang.why == "timeout" else 0.0,
+                properties=[("mpi_outcomes", hang.why)], abnormal=hang.why)
+            # not item.ihook: the main thread is holding those
+            replay(self.config.hook, item.nodeid, item.location, reports, started=True)
+        where = item.nodeid if item is not None else "between tests"
+        if session is not None:
+            session.shouldfail = f"mpidist: {hang.why} in {where}"
+            self.config.hook.pytest_sessionfinish(session=session,
+                                                  exitstatus=pytest.ExitCode.TESTS_FAILED)
+        for rank, how in sorted(hang.died.items()):
+            print(f"mpidist: {self.world.describe(rank)} died {where}: {how}", flush=True)
         sys.stdout.flush()
+        if hang.died and self.watchdog is not None:  # the dead rank's keeper may go now
+            self.watchdog.store.put(keeper.REPORTED, "1")
         if not abort:
             return
+        keeper.mark_done()
         print(f"mpidist: ending the job after {hang.why} in {item.nodeid} (MPI_Abort)",
               file=sys.stderr, flush=True)
         from mpi4py import MPI

@@ -36,20 +36,21 @@ import sysconfig
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Callable
 
 from ..bootstrap.channel import ChannelFull
 from ..bootstrap.signing import MAX_VALUE, SealedStore, Signer
 from ..bootstrap.world import World
+from .keeper import DIED
 
 __all__ = ["Hang", "RankState", "Watchdog", "where"]
 
 TICK = 0.2  # seconds between checks of the deadline and the store
 ANSWER_WAIT = 5.0  # seconds rank 0 waits for every rank's stacks
 _PREFIX = "mpidist/wd/"
-_WHYS = ("timeout", "peer-failure", "terminated")
+_WHYS = ("timeout", "peer-failure", "terminated", "died")
 _LIBRARY_DIRS = tuple(
     os.path.realpath(p) + os.sep
     for p in {*(sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")),
@@ -74,12 +75,13 @@ class Hang:
 
     index: int
     item: Any
-    why: str  # "timeout" | "peer-failure" | "terminated"
+    why: str  # "timeout" | "peer-failure" | "terminated" | "died"
     timeout: float
     grace: float
     states: dict[int, RankState]
     missing: list[int]
     members: tuple[int, ...] = ()
+    died: dict[int, str] = field(default_factory=dict)  # rank -> "exit code 7", from keepers
 
 
 @dataclass
@@ -162,6 +164,7 @@ class Watchdog:
         self.store = SealedStore(channel, signer)
         self._main = threading.get_ident()
         self._test: _Test | None = None
+        self._keys_seen = -1  # the store's key count when rank 0 last looked for deaths
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mpidist-watchdog",
                                         daemon=True)
@@ -201,9 +204,11 @@ class Watchdog:
     def _run(self) -> None:
         while not self._stop.wait(TICK):
             test = self._test
-            if test is None or (test.answered and not self._leads(test)):
-                continue
             try:
+                if self.on_hang is not None and self._a_rank_died(test):
+                    return
+                if test is None or (test.answered and not self._leads(test)):
+                    continue
                 self._tick(test)
             except ChannelFull as exc:  # a write refused; watching goes on
                 print(f"mpidist watchdog ({self.world.describe(self.world.rank)}): {exc}",
@@ -238,6 +243,37 @@ class Watchdog:
             if self._leads(test) and self.on_hang is not None:
                 self.on_hang(self.collect(test, why))
 
+    def _a_rank_died(self, test: _Test | None) -> bool:
+        """Rank 0: a keeper posted that its rank died (``safety.keeper``); report it.
+        Looked for when the store's key count changed, so a healthy run pays one
+        count per tick on rank 0."""
+        keys = self.store.size()
+        if keys == self._keys_seen:
+            return False
+        self._keys_seen = keys
+        if not self.store.has(DIED):
+            return False
+        died = {}
+        for rank in range(self.world.size):
+            how = self.store.get(f"{DIED}/{rank}")
+            if how is not None:  # signed by a keeper of this job
+                died[rank] = how
+        if not died or (test is not None and test.triggered):
+            return False  # forged, or another report of this test is under way
+        assert self.on_hang is not None
+        if test is None:  # between tests (collection, the exchange, the end)
+            hang = Hang(-1, None, "died", 0.0, self.grace, {}, sorted(died), (), died)
+        else:
+            test.triggered = True
+            self.store.put(f"{_PREFIX}dump/{test.index}", "died")
+            if not test.answered:
+                test.answered = True
+                self._answer(test)
+            hang = self.collect(test, "died", dead=set(died))
+            hang.died = died
+        self.on_hang(hang)
+        return True
+
     def _a_member_failed(self, test: _Test) -> bool:
         """Whether a member posted a signed failure (looked for when keys were added)."""
         keys = self.store.size()
@@ -261,11 +297,14 @@ class Watchdog:
                 "\n(stacks cut; this rank's reports were too large for the store)")
             self.store.put(key, json.dumps(record))
 
-    def collect(self, test: _Test, why: str, wait: float = ANSWER_WAIT) -> Hang:
-        """Rank 0: every rank's answer for ``test`` (waits up to ``wait`` seconds)."""
+    def collect(self, test: _Test, why: str, wait: float = ANSWER_WAIT,
+                dead: set[int] | frozenset[int] = frozenset()) -> Hang:
+        """Rank 0: every rank's answer for ``test`` (waits up to ``wait`` seconds for
+        all but the ``dead``)."""
         keys = {r: f"{_PREFIX}stack/{test.index}/{r}" for r in test.members}
+        awaited = [key for rank, key in keys.items() if rank not in dead]
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and not all(map(self.store.has, keys.values())):
+        while time.monotonic() < deadline and not all(map(self.store.has, awaited)):
             time.sleep(min(TICK, wait / 4))
         states, missing = {}, []
         for rank, key in keys.items():

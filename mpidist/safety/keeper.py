@@ -1,0 +1,214 @@
+"""Hold the launcher off while a rank's death is reported.
+
+Launchers end the whole job the moment one rank process exits badly: Open MPI 5
+(PRRTE), MPICH and Intel MPI (Hydra) and srun kill the other ranks within
+milliseconds, long before rank 0 could write its report or JUnit file. No rank can
+win that race, so mpidist does not run it: under ``--with-mpi`` the process the
+launcher started forks once, before MPI is initialized. The child runs pytest and
+MPI; the parent, the *keeper*, only waits for it, and the launcher watches the
+keeper. When the child dies without a normal exit, the launcher sees nothing yet:
+the keeper posts a signed ``died/<rank>`` value (how it died) on mpidist's channel,
+waits until rank 0 says it has reported (or a time limit), prints one line, and
+only then exits as the child did -- the same exit code, or the same signal -- so the
+launcher ends the job in its usual way, after the report.
+
+The keeper imports no MPI and no torch. It forwards the signals a launcher sends
+(SIGTERM at a time limit, SIGINT, SIGCONT, ...) to the child, and the child asks the
+kernel for SIGKILL should the keeper itself be killed, so no worker outlives it.
+What the keeper needs -- this rank, its host, the channel's address and the job's
+secret -- comes from the child over a private pipe after the bootstrap (the secret
+never enters the environment, a file, argv or the store). Rank 0's own death
+cannot be reported this way (its process hosts the channel and the report): its
+keeper says so in one line; ``mpidist run`` recovers the suite from the journal.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from ..bootstrap.channel import ChannelClient, ChannelError
+from ..bootstrap.signing import SealedStore, Signer
+
+__all__ = ["DIED", "REPORTED", "died_how", "link", "mark_done", "start"]
+
+DIED = "mpidist/wd/died"  # "<rank>" of the last death; died/<rank>: how it died
+REPORTED = "mpidist/wd/reported"  # rank 0 has written the report of a death
+_FORWARD = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCONT")
+_PR_SET_PDEATHSIG = 1
+
+
+class Link:
+    """The child's end of the pipe to its keeper."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._done = False
+
+    def _send(self, message: dict[str, Any]) -> None:
+        # OSError: the keeper is gone, and the kernel is ending this process too
+        with contextlib.suppress(OSError):
+            os.write(self._fd, json.dumps(message).encode() + b"\n")
+
+    def contact(self, rank: int, label: str, addr: str, port: int, secret: bytes) -> None:
+        """After the bootstrap: what the keeper needs to tell rank 0 of a death."""
+        self._send({"rank": rank, "label": label, "addr": addr, "port": port,
+                    "secret": secret.hex()})
+
+    def done(self) -> None:
+        """This rank is ending on purpose (a normal exit, or a reported end)."""
+        if not self._done:
+            self._done = True
+            self._send({"done": True})
+
+
+_LINK: Link | None = None
+
+
+def link() -> Link | None:
+    """The link to this process's keeper, or None when there is none."""
+    return _LINK
+
+
+def mark_done() -> None:
+    """Call before any deliberate ``os._exit``: the keeper must not report a death."""
+    if _LINK is not None:
+        _LINK.done()
+
+
+def start() -> None:
+    """Fork the keeper (Linux; before MPI is initialized). Returns in the child only."""
+    global _LINK
+    if _LINK is not None or not sys.platform.startswith("linux"):
+        return
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    keeper = os.getpid()
+    child = os.fork()
+    if child == 0:
+        os.close(read_fd)
+        _die_with(keeper)
+        _LINK = Link(write_fd)
+        atexit.register(_LINK.done)  # runs on a normal exit, never after a crash
+        return
+    os.close(write_fd)
+    try:
+        _keep(child, read_fd)
+    finally:
+        os._exit(70)  # not reached: _keep exits as the child did
+
+
+def _die_with(keeper: int) -> None:
+    """Ask for SIGKILL when the keeper dies (the launcher's SIGKILL reaches the
+    process it started: the keeper)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != keeper:  # it died before prctl took effect
+        os._exit(128 + int(signal.SIGKILL))
+
+
+def _keep(child: int, fd: int) -> None:
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for name in _FORWARD:
+        signal.signal(getattr(signal, name), forward)
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            status = 70 << 8
+            break
+    messages = _read_all(fd)
+    if not any(m.get("done") for m in messages):
+        contact = next((m for m in messages if "secret" in m), None)
+        _report_death(contact, died_how(status))
+    _exit_as(status)
+
+
+def _read_all(fd: int) -> list[dict[str, Any]]:
+    """Every message the child sent (a few short lines; a forked grandchild may hold the
+    pipe open, so no waiting for its end)."""
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    messages = []
+    for line in data.splitlines():
+        try:
+            messages.append(json.loads(line))
+        except ValueError:
+            continue
+    return messages
+
+
+def died_how(status: int) -> str:
+    """``exit code 7`` or ``signal 11 (SIGSEGV)`` from a wait status."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "?"
+        return f"signal {number} ({name})"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def _report_death(contact: dict[str, Any] | None, how: str) -> None:
+    if contact is None:  # it died during the bootstrap: the launcher's word is all
+        return
+    rank, label = int(contact["rank"]), str(contact["label"])
+    print(f"mpidist: {label} died: {how}", file=sys.stderr, flush=True)
+    if rank == 0:
+        print("mpidist: rank 0 held the report and JUnit file, so none was written; "
+              "`mpidist run` recovers the finished results from its journal",
+              file=sys.stderr, flush=True)
+        return
+    try:
+        client = ChannelClient(str(contact["addr"]), int(contact["port"]), timeout=5.0)
+        store = SealedStore(client, Signer(bytes.fromhex(contact["secret"])))
+        store.put(f"{DIED}/{rank}", how)
+        store.put(DIED, str(rank))
+        deadline = time.monotonic() + _wait_limit()
+        while time.monotonic() < deadline and not store.has(REPORTED):
+            time.sleep(0.1)
+    except (ChannelError, ValueError):
+        pass  # rank 0 is gone (it reported and ended, or died too)
+
+
+def _wait_limit() -> float:
+    """How long a dead rank's keeper holds the launcher off: rank 0 reports within
+    a few seconds (the answers of the living ranks), unless it is stuck itself."""
+    try:
+        return float(os.environ.get("MPIDIST_DEATH_WAIT", "60"))
+    except ValueError:
+        return 60.0
+
+
+def _exit_as(status: int) -> None:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+        time.sleep(1.0)
+        os._exit(128 + number)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
