@@ -5,7 +5,8 @@
 #                                address, one namespace per node with its own IP
 #   nscluster.sh down            remove them (safe to run twice, or after a crash)
 #   nscluster.sh hosts           print "name ip" for each node
-#   nscluster.sh HOST CMD...     mpirun's launch agent (--mca plm_rsh_agent <this file>):
+#   nscluster.sh HOST CMD...     the launchers' remote agent, called as ssh would be (Open MPI:
+#                                --mca plm_rsh_agent <this file>; Hydra: -launcher-exec):
 #                                run CMD inside HOST's namespace, with HOST as hostname
 #   nscluster.sh mpirun-flags    the Open MPI flags that launch across the nodes
 #
@@ -83,6 +84,14 @@ case "${1:-}" in
              "--mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2" \
              "--mca oob_tcp_keepalive_probes 3" ;;
     *)
+        # Hydra (MPICH, Intel MPI) calls its launcher as ssh: options before the host
+        while [ "$#" -gt 1 ]; do
+            case "$1" in
+                -o|-p|-l|-i|-F) shift 2 ;;
+                -*) shift ;;
+                *) break ;;
+            esac
+        done
         if [ -n "${1:-}" ] && nodes | awk -v h="$1" '$1 == h || $2 == h {f=1} END {exit !f}'
         then agent "$@"
         else sed -n '2,16p' "$0"; exit 2

@@ -10,6 +10,7 @@ JUnit XML. Nothing is mocked: these are the processes a user starts.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from mpidist.bootstrap.launchers import Launcher, detect
 
 MPIRUN = shutil.which("mpirun")
 TIMEOUT = 180
@@ -48,21 +51,25 @@ class MPIResult:
         return {case.get("name", ""): case for case in self.junit().iter("testcase")}
 
 
-def mpirun_command(n: int) -> list[str]:
-    """``mpirun -n N`` with what Open MPI needs on a 2-core CI box."""
+@functools.cache
+def launcher() -> Launcher:
+    """The launcher on PATH (Open MPI 4 or 5, MPICH, Intel MPI), by its manners."""
     assert MPIRUN is not None
-    version = subprocess.run([MPIRUN, "--version"], capture_output=True, text=True)
-    if "Open MPI" in version.stdout + version.stderr:
-        forward = [arg for name in ("PATH", "PYTHONPATH") if name in os.environ
-                   for arg in ("-x", name)]
-        return [MPIRUN, "-n", str(n), "--oversubscribe", *forward]
-    return [MPIRUN, "-n", str(n)]
+    return detect(MPIRUN)
+
+
+def mpirun_command(n: int) -> list[str]:
+    """``mpirun -n N`` as this launcher spells it on a 2-core CI box."""
+    assert MPIRUN is not None
+    forward = [name for name in ("PATH", "PYTHONPATH") if name in os.environ]
+    return launcher().command(MPIRUN, n, forward=forward)
 
 
 def job_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               PYTHONDONTWRITEBYTECODE="1", COLUMNS="200")
+    if MPIRUN is not None:
+        env.update(dict(launcher().env))  # root, and Intel MPI's fabric on this box
+    env.update(PYTHONDONTWRITEBYTECODE="1", COLUMNS="200")
     for name in ("PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER"):
         env.pop(name, None)
     return env

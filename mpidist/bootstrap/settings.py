@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Generic, Mapping, TypeVar
 
+from .launchers import LAUNCHERS
+
 if TYPE_CHECKING:
     import pytest
 
@@ -118,11 +120,8 @@ SETTINGS: tuple[Setting[object], ...] = (  # type: ignore[assignment]
 
 
 #: (size variable, rank variable) that launchers set for each task they start.
-LAUNCHER_SIZE_VARS = (
-    ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),  # Open MPI's mpirun
-    ("PMI_SIZE", "PMI_RANK"),  # MPICH / Intel MPI hydra
-    ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID"),  # srun (a job step, not the batch script)
-)
+LAUNCHER_SIZE_VARS = tuple(dict.fromkeys((launcher.size_var, launcher.rank_var)
+                                         for launcher in LAUNCHERS.values()))
 
 
 def launcher_task(environ: Mapping[str, str] | None = None) -> tuple[str, int, int] | None:

@@ -58,7 +58,11 @@ def pytest_load_initial_conftests(
             from ..safety import keeper
 
             keeper.start()
-        start(early_config, namespace)
+        start(early_config, namespace)  # MPI_Init
+        if keep:
+            link = keeper.link()
+            if link is not None:
+                link.hold_launcher_sockets()
     return (yield)
 
 

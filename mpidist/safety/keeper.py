@@ -30,6 +30,8 @@ import ctypes
 import json
 import os
 import signal
+import socket
+import stat
 import sys
 import time
 from typing import Any
@@ -46,16 +48,30 @@ _PR_SET_PDEATHSIG = 1
 
 
 class Link:
-    """The child's end of the pipe to its keeper."""
+    """The child's end of the socket pair to its keeper."""
 
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
         self._done = False
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         # OSError: the keeper is gone, and the kernel is ending this process too
         with contextlib.suppress(OSError):
-            os.write(self._fd, json.dumps(message).encode() + b"\n")
+            socket.send_fds(self._sock, [json.dumps(message).encode() + b"\n"], fds or [])
+
+    def hold_launcher_sockets(self) -> None:
+        """Right after MPI_Init, before mpidist or torch open any: hand the keeper a
+        copy of every socket this process has -- its connection to the launcher's
+        PMI/PMIx server. The launcher then sees no disconnect when this process dies
+        (srun with Open MPI 5's PMIx ends the step on one) until the keeper exits."""
+        fds = []
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.fstat(fd).st_mode) and fd != self._sock.fileno():
+                    fds.append(fd)
+        if fds:
+            self._send({"held": len(fds)}, fds)
 
     def contact(self, rank: int, label: str, addr: str, port: int, secret: bytes) -> None:
         """After the bootstrap: what the keeper needs to tell rank 0 of a death."""
@@ -88,20 +104,20 @@ def start() -> None:
     global _LINK
     if _LINK is not None or not sys.platform.startswith("linux"):
         return
-    read_fd, write_fd = os.pipe()
+    keeper_end, child_end = socket.socketpair()
     sys.stdout.flush()
     sys.stderr.flush()
     keeper = os.getpid()
     child = os.fork()
     if child == 0:
-        os.close(read_fd)
+        keeper_end.close()
         _die_with(keeper)
-        _LINK = Link(write_fd)
+        _LINK = Link(child_end)
         atexit.register(_LINK.done)  # runs on a normal exit, never after a crash
         return
-    os.close(write_fd)
+    child_end.close()
     try:
-        _keep(child, read_fd)
+        _keep(child, keeper_end)
     finally:
         os._exit(70)  # not reached: _keep exits as the child did
 
@@ -118,7 +134,7 @@ def _die_with(keeper: int) -> None:
         os._exit(128 + int(signal.SIGKILL))
 
 
-def _keep(child: int, fd: int) -> None:
+def _keep(child: int, sock: socket.socket) -> None:
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
@@ -132,33 +148,35 @@ def _keep(child: int, fd: int) -> None:
         except ChildProcessError:
             status = 70 << 8
             break
-    messages = _read_all(fd)
+    messages, held = _read_all(sock)
     if not any(m.get("done") for m in messages):
         contact = next((m for m in messages if "secret" in m), None)
         _report_death(contact, died_how(status))
+    del held  # the launcher's sockets close with this process, as the child's would have
     _exit_as(status)
 
 
-def _read_all(fd: int) -> list[dict[str, Any]]:
-    """Every message the child sent (a few short lines; a forked grandchild may hold the
-    pipe open, so no waiting for its end)."""
-    os.set_blocking(fd, False)
-    data = b""
+def _read_all(sock: socket.socket) -> tuple[list[dict[str, Any]], list[int]]:
+    """Every message the child sent, and the sockets it handed over (a few short
+    messages; a forked grandchild may hold the pair open, so no waiting for its end)."""
+    sock.setblocking(False)
+    data, held = b"", []
     while True:
         try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
+            chunk, fds, _, _ = socket.recv_fds(sock, 65536, 1024)
+        except (BlockingIOError, OSError):
             break
         if not chunk:
             break
         data += chunk
+        held += fds
     messages = []
     for line in data.splitlines():
         try:
             messages.append(json.loads(line))
         except ValueError:
             continue
-    return messages
+    return messages, held
 
 
 def died_how(status: int) -> str:

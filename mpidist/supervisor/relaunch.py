@@ -32,8 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Sequence
 
+from ..bootstrap.launchers import diagnose
 from .journal import JournalState, JournalWriter, read_journal, synthesized_failure
-from .launchers import diagnose
 
 __all__ = ["RunOptions", "parse_run_args", "supervise"]
 

@@ -17,10 +17,11 @@ from typing import Iterator
 
 import pytest
 
-from ..mpijob import MPIRUN, Job, MPIResult
+from ..mpijob import MPIRUN, Job, MPIResult, launcher
 
 SCRIPT = Path(__file__).resolve().parents[2] / "slurm" / "nscluster.sh"
 NODES = 3
+BRIDGE = f"{os.environ.get('MPIDIST_NS_PREFIX', 'mdn')}br0"  # the head's side (nscluster.sh)
 
 
 @dataclass
@@ -30,16 +31,15 @@ class Cluster:
     hosts: list[tuple[str, str]]
 
     def launcher(self, job: Job, layout: list[int]) -> list[str]:
-        """``mpirun`` over the first ``len(layout)`` nodes, ``layout[i]`` ranks on node i."""
+        """The launcher on PATH over the first ``len(layout)`` nodes, ``layout[i]`` ranks
+        on node i, starting its remote side through nscluster.sh (as ssh)."""
         assert MPIRUN is not None
-        hostfile = job.path / "hostfile"
-        hostfile.write_text("".join(f"{ip} slots={n}\n"
-                                    for (_, ip), n in zip(self.hosts, layout, strict=False)))
-        flags = subprocess.run([str(SCRIPT), "mpirun-flags"], capture_output=True,
-                               text=True, check=True).stdout.split()
-        forward = [a for v in ("PATH", "PYTHONPATH") if v in os.environ for a in ("-x", v)]
-        return [MPIRUN, "-n", str(sum(layout)), "--hostfile", str(hostfile),
-                "--oversubscribe", *flags, *forward]
+        hosts = [(ip, n) for (_, ip), n in zip(self.hosts, layout, strict=False)]
+        forward = [v for v in ("PATH", "PYTHONPATH") if v in os.environ]
+        net = ".".join(self.hosts[0][1].split(".")[:3])
+        return launcher().command(MPIRUN, sum(layout), hosts=hosts, forward=forward,
+                                  agent=str(SCRIPT), iface=BRIDGE,
+                                  subnet=f"{net}.0/24")
 
     def run(self, job: Job, layout: list[int], *args: str, **kw: object) -> MPIResult:
         """Run pytest under that mpirun; the suite finds the expected layout in layout.json."""
@@ -58,7 +58,7 @@ def ns_cluster() -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.skip("the namespace cluster needs root (ip netns)")
     if shutil.which("ip") is None or MPIRUN is None:
-        pytest.skip("the namespace cluster needs iproute2 and Open MPI's mpirun")
+        pytest.skip("the namespace cluster needs iproute2 and an mpirun")
     up = subprocess.run([str(SCRIPT), "up", str(NODES)], capture_output=True, text=True)
     if up.returncode != 0:
         subprocess.run([str(SCRIPT), "down"], capture_output=True)

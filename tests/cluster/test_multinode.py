@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ..mpijob import launcher
+
 SUITE = '''
 import ipaddress
 import json
@@ -107,6 +109,9 @@ def _run_with_fault(ns_cluster, job, fault):
     import threading
     import time
 
+    if not launcher().keeps_node_loss:
+        pytest.skip(f"{launcher().title} ends the job at once, with SIGKILL, when a node's "
+                    "daemon is lost: no rank can report (README, Supported MPIs)")
     job.write("test_nodes.py", FAULT_SUITE)
 
     def inject() -> None:

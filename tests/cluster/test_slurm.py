@@ -8,6 +8,8 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from ..mpijob import job_env
 from .conftest import SCRIPT
 from .test_multinode import SUITE
@@ -47,6 +49,40 @@ def test_srun_pmix_across_nodes(slurm_cluster, job):
         "[[]rank 2/4 (host sln2)] AssertionError: broken on sln2*",
         "*1 failed, 5 passed*",
     ])
+
+
+@pytest.mark.parametrize(("body", "how"), [("os._exit(7)", "exit code 7"),
+                                           ("os.kill(os.getpid(), 11)", "signal 11 (SIGSEGV)")],
+                         ids=["exit-7", "segfault"])
+def test_plain_srun_reports_a_dead_rank(slurm_cluster, job, body, how):
+    """srun ends the step when a task dies; rank 2's keeper holds it off until rank 0
+    has named the rank, its node and its cause, and written JUnit."""
+    job.write("test_x.py", f'''
+import os
+import torch.distributed as dist
+
+def test_before():
+    dist.barrier()
+
+def test_crash():
+    if dist.get_rank() == 2:
+        {body}
+    dist.barrier()
+
+def test_after():
+    dist.barrier()
+''')
+    result = job.run(4, launcher=SRUN, env=slurm_cluster.env, timeout=120)
+    assert result.returncode != 0
+    assert result.seconds < 60
+    result.lines.fnmatch_lines([
+        f"*rank 2/4 (host sln2) died: {how} while this test ran*",
+        "*1 failed, 1 passed*",
+    ])
+    cases = {c.get("name"): c for c in result.junit().iter("testcase")}
+    assert cases["test_before"].find("failure") is None
+    assert f"died: {how}" in (cases["test_crash"].find("failure").get("message") or "")
+    assert "test_after" not in cases
 
 
 def test_slurm_mismatch_is_reported(slurm_cluster, job):

@@ -85,7 +85,7 @@ the job to be terminated. The first process to do so was:
 
 
 def test_diagnose_open_mpi_signal_and_faulthandler():
-    from mpidist.supervisor.launchers import diagnose
+    from mpidist.bootstrap.launchers import diagnose
 
     text = diagnose(OMPI_SIGNAL.splitlines())
     assert text.startswith("rank 2 (host n2) died: signal 11 (Segmentation fault)")
@@ -94,7 +94,7 @@ def test_diagnose_open_mpi_signal_and_faulthandler():
 
 
 def test_diagnose_exit_code_and_srun():
-    from mpidist.supervisor.launchers import diagnose
+    from mpidist.bootstrap.launchers import diagnose
 
     assert diagnose(OMPI_EXIT.splitlines()) == "rank 2 exited with code 3"
     assert diagnose(["srun: error: n1: task 3: Exited with exit code 7"]) == (

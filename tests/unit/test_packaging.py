@@ -42,9 +42,10 @@ LAYERS = ["errors", "bootstrap", "backends", "runtime", "safety", "runner", "tes
           "validation", "supervisor", "__init__", "cli"]
 #: pure logic: no mpi4py or torch import at all, lazy ones included
 PURE = {"errors", "bootstrap.settings", "bootstrap.netif", "bootstrap.slurm",
+        "bootstrap.launchers", "safety.keeper",
         "runner.results", "runner.merge", "runner.failures", "runner.codec",
         "runner.replay", "runner.markers", "runner.collection", "supervisor.journal",
-        "supervisor.relaunch", "supervisor.launchers", "supervisor.replay"}
+        "supervisor.relaunch", "supervisor.replay"}
 #: loaded by pytest at start-up, with or without --with-mpi
 ENTRY_POINTS = {"runner.plugin", "testing.plugin", "supervisor.recorder", "runner.fixtures",
                 "__init__"}
