@@ -10,11 +10,14 @@ never match a message of the code under test.
 from __future__ import annotations
 
 import atexit
+import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .bootstrap import settings
 from .bootstrap.agree import raise_together
+from .bootstrap.launchers import mismatch
 from .bootstrap.signing import Signer, set_job_signer
 from .bootstrap.world import World, discover
 from .errors import BootstrapError, MpidistError
@@ -81,6 +84,22 @@ _attached: tuple[World, MPI.Comm, MPI.Comm] | None = None
 
 def _import_mpi() -> MPI.Comm:
     try:
+        import mpi4py
+
+        if "mpi4py.MPI" not in sys.modules:  # ask the library before MPI_Init
+            initialize, finalize = mpi4py.rc.initialize, mpi4py.rc.finalize
+            mpi4py.rc.initialize, mpi4py.rc.finalize = False, True
+            from mpi4py import MPI
+
+            mpi4py.rc.initialize, mpi4py.rc.finalize = initialize, finalize
+            if not MPI.Is_initialized():
+                wrong = mismatch(MPI.Get_library_version(), os.environ)
+                if wrong:
+                    raise BootstrapError(wrong)
+                levels = {"single": MPI.THREAD_SINGLE, "funneled": MPI.THREAD_FUNNELED,
+                          "serialized": MPI.THREAD_SERIALIZED}
+                MPI.Init_thread(levels.get(str(mpi4py.rc.thread_level),
+                                           MPI.THREAD_MULTIPLE))
         from mpi4py import MPI
     except ImportError as exc:  # mpi4py missing, or its libmpi
         raise BootstrapError(

@@ -62,7 +62,7 @@ def mpirun_command(n: int) -> list[str]:
     """``mpirun -n N`` as this launcher spells it on a 2-core CI box."""
     assert MPIRUN is not None
     forward = [name for name in ("PATH", "PYTHONPATH") if name in os.environ]
-    return launcher().command(MPIRUN, n, forward=forward)
+    return launcher().command(launcher().executable(MPIRUN), n, forward=forward)
 
 
 def job_env() -> dict[str, str]:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
-__all__ = ["LAUNCHERS", "Launcher", "detect", "diagnose"]
+__all__ = ["LAUNCHERS", "Launcher", "detect", "diagnose", "mismatch"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,24 @@ class Launcher:
     says: str  # what it prints about a dead rank
     env: tuple[tuple[str, str], ...] = ()  # what it needs to run as root
     keeps_node_loss: bool = False  # a lost node's ranks: SIGTERM to the rest, time to report
+    remote_failure: int | None = None  # its exit status when remote ranks exit non-zero
+
+    def executable(self, exe: str) -> str:
+        """The program to start and signal: Intel MPI's ``mpirun`` is a shell script that
+        does not pass SIGTERM on to ``mpiexec.hydra``, so that is the one to run."""
+        hydra = os.path.join(os.path.dirname(exe), "mpiexec.hydra")
+        if self.key == "impi" and os.path.basename(exe) == "mpirun" and os.access(hydra,
+                                                                                   os.X_OK):
+            return hydra
+        return exe
+
+    def oversubscribe(self) -> list[str]:
+        """More ranks than cores, in this launcher's words (Hydra and srun need none)."""
+        # Open MPI 5 maps by core and puts an oversubscribed job on the first node;
+        # by slot it follows the hosts' counts, as Open MPI 4 does.
+        return {"ompi4": ["--oversubscribe"],
+                "ompi5": ["--map-by", "slot:OVERSUBSCRIBE", "--bind-to", "none"]
+                }.get(self.key, [])
 
     def command(self, exe: str, n: int, *, hosts: Sequence[tuple[str, int]] = (),
                 forward: Sequence[str] = (), agent: str | None = None,
@@ -51,12 +70,8 @@ class Launcher:
         """``exe -n N`` and this launcher's spelling of the rest."""
         if self.key == "srun":
             return [exe, f"--ntasks={n}", "--mpi=pmix"]
-        cmd = [exe, "-n", str(n)]
+        cmd = [exe, "-n", str(n), *self.oversubscribe()]
         if self.key in ("ompi4", "ompi5"):
-            # Open MPI 5 maps by core and puts an oversubscribed job on the first node;
-            # by slot it follows the hostfile's counts, as Open MPI 4 does.
-            cmd += (["--oversubscribe"] if self.key == "ompi4"
-                    else ["--map-by", "slot:OVERSUBSCRIBE", "--bind-to", "none"])
             if hosts:
                 cmd += ["--host", ",".join(f"{host}:{count}" for host, count in hosts)]
             for name in forward:
@@ -71,7 +86,12 @@ class Launcher:
                         "oob_tcp_keepalive_intvl", "2", "--mca", "oob_tcp_keepalive_probes", "3"]
             return cmd
         # Hydra: MPICH and Intel MPI
-        if hosts:
+        if hosts and self.key == "impi":  # its -hosts ignores counts; a machinefile keeps them
+            fd, machinefile = tempfile.mkstemp(prefix="mpidist-hosts-", text=True)
+            with os.fdopen(fd, "w") as out:
+                out.writelines(f"{host}:{count}\n" for host, count in hosts)
+            cmd += ["-machinefile", machinefile]
+        elif hosts:
             cmd += ["-hosts", ",".join(f"{host}:{count}" for host, count in hosts)]
         if forward:
             cmd += ["-genvlist", ",".join(forward)]
@@ -111,9 +131,10 @@ LAUNCHERS = {
     "impi": Launcher(
         "impi", "Intel MPI 2021 (Hydra mpiexec)", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID",
         on_death="SIGKILL to every other rank at once",
-        on_sigterm="forwards SIGTERM to every rank",
+        on_sigterm="mpiexec forwards SIGTERM to every rank; the mpirun script does not",
         says='"BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES ... RANK 2 PID ... '
-             'RUNNING AT host ... EXIT STATUS: 7"'),
+             'RUNNING AT host ... EXIT STATUS: 7"',
+        remote_failure=255),
     "srun": Launcher(
         "srun", "Slurm srun (--mpi=pmix or pmi2)", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS",
         "SLURM_LOCALID",
@@ -143,6 +164,22 @@ def detect(exe: str) -> Launcher:
     if "HYDRA" in text or "MPICH" in text:
         return LAUNCHERS["mpich"]
     raise ValueError(f"{exe} is none of the launchers mpidist knows: {text[:200]!r}")
+
+
+def mismatch(library: str, environ: Mapping[str, str]) -> str:
+    """One line when the launcher that started this task is not one the MPI library
+    (``MPI_Get_library_version``, callable before MPI_Init) can talk to, else "".
+    MPICH and Intel MPI abort inside MPI_Init under Open MPI's PMIx, with a stack per rank."""
+    ompi_launcher = "OMPI_COMM_WORLD_SIZE" in environ
+    hydra_launcher = "PMI_SIZE" in environ and "PMIX_RANK" not in environ
+    if ompi_launcher and "Open MPI" not in library:
+        started, name = "Open MPI's mpirun", " ".join(library.split(",")[0].split("\n")[0].split())
+    elif hydra_launcher and "Open MPI" in library:
+        started, name = "a Hydra mpiexec (MPICH or Intel MPI)", "Open MPI"
+    else:
+        return ""
+    return (f"{started} started this task, but mpi4py loads {name}: use the mpirun of the "
+            "MPI that mpi4py loads (or rebuild mpi4py for this one)")
 
 
 _PATTERNS = (

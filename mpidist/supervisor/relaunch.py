@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Sequence
 
-from ..bootstrap.launchers import diagnose
+from ..bootstrap.launchers import detect, diagnose
 from .journal import JournalState, JournalWriter, read_journal, synthesized_failure
 
 __all__ = ["RunOptions", "parse_run_args", "supervise"]
@@ -76,7 +77,18 @@ def parse_run_args(argv: Sequence[str]) -> RunOptions:
     known, launcher_args = parser.parse_known_args(before)
     if known.max_restarts < 0:
         parser.error("--max-restarts must be >= 0")
-    return RunOptions([*known.launcher.split(), *launcher_args], pytest_args,
+    launcher = known.launcher.split()
+    exe = shutil.which(launcher[0])
+    try:
+        manners = detect(exe) if exe else None
+    except ValueError:  # not one mpidist knows: its arguments go as they are
+        manners = None
+    if manners is not None and exe is not None:
+        launcher[0] = manners.executable(exe)  # the program that passes SIGTERM on
+        if "--oversubscribe" in launcher_args:  # each launcher's own spelling of it
+            at = launcher_args.index("--oversubscribe")
+            launcher_args[at:at + 1] = manners.oversubscribe()
+    return RunOptions([*launcher, *launcher_args], pytest_args,
                       known.max_restarts, known.journal, known.python)
 
 

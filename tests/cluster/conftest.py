@@ -37,8 +37,8 @@ class Cluster:
         hosts = [(ip, n) for (_, ip), n in zip(self.hosts, layout, strict=False)]
         forward = [v for v in ("PATH", "PYTHONPATH") if v in os.environ]
         net = ".".join(self.hosts[0][1].split(".")[:3])
-        return launcher().command(MPIRUN, sum(layout), hosts=hosts, forward=forward,
-                                  agent=str(SCRIPT), iface=BRIDGE,
+        return launcher().command(launcher().executable(MPIRUN), sum(layout), hosts=hosts,
+                                  forward=forward, agent=str(SCRIPT), iface=BRIDGE,
                                   subnet=f"{net}.0/24")
 
     def run(self, job: Job, layout: list[int], *args: str, **kw: object) -> MPIResult:

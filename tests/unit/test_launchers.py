@@ -1,0 +1,55 @@
+"""The launcher layer's pure parts: command lines, the mismatch line, diagnose."""
+
+from __future__ import annotations
+
+from mpidist.bootstrap.launchers import LAUNCHERS, diagnose, mismatch
+from mpidist.bootstrap.settings import LAUNCHER_SIZE_VARS
+
+
+def test_open_mpi_5_maps_by_slot_so_the_hosts_counts_hold():
+    cmd = LAUNCHERS["ompi5"].command("mpirun", 4, hosts=[("n1", 3), ("n2", 1)],
+                                     forward=["PATH"], agent="/a", subnet="10.0.0.0/24")
+    assert cmd[:7] == ["mpirun", "-n", "4", "--map-by", "slot:OVERSUBSCRIBE", "--bind-to",
+                       "none"]
+    assert "--oversubscribe" not in cmd
+    assert cmd[cmd.index("--host") + 1] == "n1:3,n2:1"
+    assert cmd[cmd.index("-x"):cmd.index("-x") + 2] == ["-x", "PATH"]
+
+
+def test_hydra_spells_hosts_agent_and_interface_its_own_way():
+    mpich = LAUNCHERS["mpich"].command("mpiexec", 3, hosts=[("n1", 2), ("n2", 1)],
+                                       forward=["PATH", "PYTHONPATH"], agent="/a", iface="br0")
+    assert mpich == ["mpiexec", "-n", "3", "-hosts", "n1:2,n2:1", "-genvlist",
+                     "PATH,PYTHONPATH", "-launcher", "ssh", "-launcher-exec", "/a",
+                     "-iface", "br0"]
+    impi = LAUNCHERS["impi"].command("mpiexec", 3, agent="/a")
+    assert impi[-4:] == ["-bootstrap", "ssh", "-bootstrap-exec", "/a"]
+    assert LAUNCHERS["srun"].command("srun", 4) == ["srun", "--ntasks=4", "--mpi=pmix"]
+
+
+def test_every_launchers_task_variables_are_checked():
+    assert ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK") in LAUNCHER_SIZE_VARS
+    assert ("PMI_SIZE", "PMI_RANK") in LAUNCHER_SIZE_VARS
+    assert ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID") in LAUNCHER_SIZE_VARS
+
+
+def test_a_launcher_the_library_cannot_talk_to_is_one_line():
+    mpich = "MPICH Version:      5.0.2\nMPICH Release date: ..."
+    line = mismatch(mpich, {"OMPI_COMM_WORLD_SIZE": "2"})
+    assert line.startswith("Open MPI's mpirun started this task, but mpi4py loads MPICH "
+                           "Version: 5.0.2:")
+    assert "\n" not in line
+    assert "Hydra" in mismatch("Open MPI v5.0.11, package: ...", {"PMI_SIZE": "2"})
+    assert mismatch("Open MPI v4.1.4", {"OMPI_COMM_WORLD_SIZE": "2"}) == ""
+    assert mismatch(mpich, {"PMI_SIZE": "2"}) == ""
+    assert mismatch("Open MPI v5", {"PMI_SIZE": "2", "PMIX_RANK": "0"}) == ""  # srun pmix
+
+
+def test_diagnose_prefers_the_keepers_line_and_reads_each_launcher():
+    text = ["mpidist: rank 2/4 (host n2) died: exit code 7",
+            "   Process name: [prterun-vm-9145@1,2]", "   Exit code:    7",
+            "srun: error: n2: task 3: Segmentation fault"]
+    found = diagnose(text).splitlines()
+    assert found[0] == "rank 2/4 (host n2) died: exit code 7"
+    assert "rank 3 (host n2) died: Segmentation fault" in found
+    assert "rank 2 exited with code 7" in found
