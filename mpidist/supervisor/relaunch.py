@@ -31,9 +31,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Sequence
+from typing import Callable, Sequence
 
-from ..bootstrap.launchers import detect, diagnose
+from ..bootstrap.launchers import Launcher, detect, diagnose
 from .journal import JournalState, JournalWriter, read_journal, synthesized_failure
 
 __all__ = ["RunOptions", "parse_run_args", "supervise"]
@@ -53,7 +53,18 @@ class RunOptions:
     python: str
 
 
-def parse_run_args(argv: Sequence[str]) -> RunOptions:
+def _manners(name: str) -> tuple[str, Launcher] | None:
+    """The launcher ``name`` runs, by its ``--version``; None if mpidist does not know it."""
+    exe = shutil.which(name)
+    try:
+        return (exe, detect(exe)) if exe else None
+    except ValueError:  # not one mpidist knows: its arguments go as they are
+        return None
+
+
+def parse_run_args(argv: Sequence[str],
+                   manners: Callable[[str], tuple[str, Launcher] | None] = _manners
+                   ) -> RunOptions:
     """``[supervisor options] [launcher args] -- [pytest args]``.
 
     Raises:
@@ -78,16 +89,14 @@ def parse_run_args(argv: Sequence[str]) -> RunOptions:
     if known.max_restarts < 0:
         parser.error("--max-restarts must be >= 0")
     launcher = known.launcher.split()
-    exe = shutil.which(launcher[0])
-    try:
-        manners = detect(exe) if exe else None
-    except ValueError:  # not one mpidist knows: its arguments go as they are
-        manners = None
-    if manners is not None and exe is not None:
-        launcher[0] = manners.executable(exe)  # the program that passes SIGTERM on
+    found = manners(launcher[0])
+    if found is not None:
+        exe, spoken = found
+        if spoken.executable(exe) != exe:  # the program that passes SIGTERM on
+            launcher[0] = spoken.executable(exe)
         if "--oversubscribe" in launcher_args:  # each launcher's own spelling of it
             at = launcher_args.index("--oversubscribe")
-            launcher_args[at:at + 1] = manners.oversubscribe()
+            launcher_args[at:at + 1] = spoken.oversubscribe()
     return RunOptions([*launcher, *launcher_args], pytest_args,
                       known.max_restarts, known.journal, known.python)
 

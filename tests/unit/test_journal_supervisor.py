@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mpidist.bootstrap.launchers import LAUNCHERS
 from mpidist.supervisor.journal import JournalWriter, read_journal, synthesized_failure
 from mpidist.supervisor.relaunch import _launch_args, parse_run_args
 
@@ -45,13 +46,36 @@ def test_synthesized_failure_is_pytest_wire_format(pytestconfig):
 
 
 def test_parse_run_args():
+    unknown = lambda name: None  # noqa: E731  # a launcher mpidist does not know
     options = parse_run_args(["--max-restarts", "1", "-n", "4", "--oversubscribe", "--",
-                              "tests/", "-x", "--junitxml", "o.xml"])
+                              "tests/", "-x", "--junitxml", "o.xml"], unknown)
     assert options.launcher == ["mpirun", "-n", "4", "--oversubscribe"]
     assert options.pytest_args == ["tests/", "-x", "--junitxml", "o.xml"]
     assert options.max_restarts == 1
-    srun = parse_run_args(["--launcher", "srun --mpi=pmix", "-N", "2", "--", "t.py"])
+    srun = parse_run_args(["--launcher", "srun --mpi=pmix", "-N", "2", "--", "t.py"],
+                          lambda name: ("/usr/bin/srun", LAUNCHERS["srun"]))
     assert srun.launcher == ["srun", "--mpi=pmix", "-N", "2"]
+
+
+def test_run_spells_oversubscribe_and_signals_the_right_program():
+    def ompi5(name):
+        return "/v/bin/mpirun", LAUNCHERS["ompi5"]
+
+    options = parse_run_args(["-n", "4", "--oversubscribe", "--", "t.py"], ompi5)
+    assert options.launcher == ["mpirun", "-n", "4", "--map-by", "slot:OVERSUBSCRIBE",
+                                "--bind-to", "none"]
+    mpich = parse_run_args(["-n", "4", "--oversubscribe", "--", "t.py"],
+                           lambda name: ("/v/bin/mpirun", LAUNCHERS["mpich"]))
+    assert mpich.launcher == ["mpirun", "-n", "4"]
+
+
+def test_run_starts_intel_mpiexec_hydra_which_passes_sigterm_on(tmp_path):
+    hydra = tmp_path / "mpiexec.hydra"
+    hydra.write_text("#!/bin/sh\n")
+    hydra.chmod(0o755)
+    options = parse_run_args(["-n", "2", "--", "t.py"],
+                             lambda name: (str(tmp_path / "mpirun"), LAUNCHERS["impi"]))
+    assert options.launcher == [str(hydra), "-n", "2"]
 
 
 def test_bad_restarts_is_a_usage_error(capsys):
