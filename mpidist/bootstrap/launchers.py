@@ -46,6 +46,7 @@ class Launcher:
     env: tuple[tuple[str, str], ...] = ()  # what it needs to run as root
     keeps_node_loss: bool = False  # a lost node's ranks: SIGTERM to the rest, time to report
     remote_failure: int | None = None  # its exit status when remote ranks exit non-zero
+    output_after_sigterm: bool = True  # ranks' output still reaches its terminal
 
     def executable(self, exe: str) -> str:
         """The program to start and signal: Intel MPI's ``mpirun`` is a shell script that
@@ -117,11 +118,13 @@ LAUNCHERS = {
     "ompi5": Launcher(
         "ompi5", "Open MPI 5 (PRRTE mpirun/prterun)", "OMPI_COMM_WORLD_RANK",
         "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
-        on_death="SIGCONT, SIGTERM, then SIGKILL to every other rank within a second",
-        on_sigterm="forwards SIGTERM, then SIGKILL",
+        on_death="SIGCONT, SIGTERM 250 ms later, SIGKILL 250 ms after that, to each "
+                 "rank's process group",
+        on_sigterm="stops forwarding the ranks' output at once, then SIGCONT, SIGTERM, "
+                   "SIGKILL as on a death: a report reaches the JUnit file only",
         says='"prterun detected that one or more processes exited with non-zero status" '
              'and "Process name: [prterun-...@1,2] Exit code: 7"',
-        env=(*_ROOT, ("PRTE_MCA_prte_allow_run_as_root", "1"))),
+        env=(*_ROOT, ("PRTE_MCA_prte_allow_run_as_root", "1")), output_after_sigterm=False),
     "mpich": Launcher(
         "mpich", "MPICH 4/5 (Hydra mpiexec)", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID",
         on_death="SIGKILL to every other rank at once (-disable-auto-cleanup: none)",

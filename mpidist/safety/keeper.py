@@ -13,8 +13,10 @@ only then exits as the child did -- the same exit code, or the same signal -- so
 launcher ends the job in its usual way, after the report.
 
 The keeper imports no MPI and no torch. It forwards the signals a launcher sends
-(SIGTERM at a time limit, SIGINT, SIGCONT, ...) to the child, and the child asks the
-kernel for SIGKILL should the keeper itself be killed, so no worker outlives it.
+(SIGTERM at a time limit, SIGINT, SIGCONT, ...) to the child, which lives in a
+process group of its own (a launcher's group-wide SIGKILL would cut its report
+short) and asks the kernel for SIGTERM should the keeper be killed: the SIGTERM path
+then reports and ends the child within a bounded time.
 What the keeper needs -- this rank, its host, the channel's address and the job's
 secret -- comes from the child over a private pipe after the bootstrap (the secret
 never enters the environment, a file, argv or the store). Rank 0's own death
@@ -123,15 +125,22 @@ def start() -> None:
 
 
 def _die_with(keeper: int) -> None:
-    """Ask for SIGKILL when the keeper dies (the launcher's SIGKILL reaches the
-    process it started: the keeper)."""
+    """Leave the keeper's process group and ask for SIGTERM when the keeper dies.
+
+    Open MPI 5 ends a job by signalling each launched process's group: SIGCONT,
+    SIGTERM 250 ms later, SIGKILL 250 ms after that -- too soon for rank 0's report.
+    In a group of its own the child gets the SIGTERM (the keeper forwards it) but not
+    the SIGKILL; the keeper's death then reaches it as a second SIGTERM, and the
+    SIGTERM path (``safety.signals``) reports and exits within a bounded time."""
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         return
     if os.getppid() != keeper:  # it died before prctl took effect
-        os._exit(128 + int(signal.SIGKILL))
+        os._exit(128 + int(signal.SIGTERM))
 
 
 def _keep(child: int, sock: socket.socket) -> None:

@@ -11,12 +11,15 @@ or the job is aborted; Slurm at its time limit or on scancel).
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import threading
 from typing import Callable
 
-__all__ = ["on_sigterm"]
+__all__ = ["HARD_LIMIT", "on_sigterm"]
+
+HARD_LIMIT = 60.0  # seconds from SIGTERM to the end of the process, report or not
 
 
 def on_sigterm(callback: Callable[[], None]) -> None:
@@ -33,6 +36,9 @@ def on_sigterm(callback: Callable[[], None]) -> None:
         while True:
             data = os.read(read_fd, 64)
             if not data or signal.SIGTERM in data:
+                # A hard end that needs no GIL (faulthandler's C thread): the launcher's
+                # SIGKILL may never come, since it reaches the keeper (safety.keeper).
+                faulthandler.dump_traceback_later(HARD_LIMIT, exit=True)
                 callback()
                 return
 

@@ -305,7 +305,7 @@ class Watchdog:
         awaited = [key for rank, key in keys.items() if rank not in dead]
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline and not all(map(self.store.has, awaited)):
-            time.sleep(min(TICK, wait / 4))
+            time.sleep(min(TICK, wait / 30))  # on SIGTERM the launcher may kill soon
         states, missing = {}, []
         for rank, key in keys.items():
             value = self.store.get(key)
