@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -177,7 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         task = settings.launcher_task()
         if task is None or task[1] == 0:  # every rank has the error; one prints it
-            print(f"mpidist: error: {exc}", file=sys.stderr)
+            print(f"mpidist: error: {exc}", file=sys.stderr, flush=True)
+        else:
+            # Let task 0 exit first: Open MPI 5 and Hydra end the job, and drop its
+            # output, as soon as any task exits non-zero (no MPI here to wait on).
+            time.sleep(1.0)
         return 2
 
 

@@ -200,6 +200,12 @@ _PATTERNS = (
 # Open MPI 4: "Process name: [[54321,1],2]", Open MPI 5: "[prterun-vm-9145@1,2]"
 _OMPI_EXIT = re.compile(r"Process name: \[(?:\[\d+,\d+\]|[^\]\s]*@\d+),(?P<rank>\d+)\]\s+"
                         r"Exit code:\s+(?P<code>\d+)")
+# a node lost under a plain launcher, from the launcher's own words: Open MPI 5's
+# "A daemon failed to report back ... Remote host: n2", Open MPI 4's "ORTE has lost
+# communication with a remote daemon. ... Remote host: n2"
+_LOST_NODE = re.compile(r"(?:daemon failed to report back|lost communication with a remote "
+                        r"daemon).*?Remote host:\s+(?P<host>\S+)|downstream from host "
+                        r"(?P<down>\S+) was killed", re.S)
 # the keeper's own line (safety.keeper), the most exact of all
 _KEEPER = re.compile(r"^mpidist: (?P<who>rank \d+/\d+ \(host [^)]*\)) died: (?P<how>.+)$", re.M)
 
@@ -215,6 +221,9 @@ def diagnose(lines: Iterable[str]) -> str:
                    else f"signal {parts['signal']} ({parts['name']})" if parts.get("signal")
                    else parts["name"])
             found.append(f"rank {match['rank']} (host {match['host'].strip()}) died: {how}")
+    for match in _LOST_NODE.finditer(text):
+        node = match["host"] or match["down"]
+        found.append(f"node {node} was lost: its launcher daemon stopped answering")
     for match in _OMPI_EXIT.finditer(text):
         found.append(f"rank {match['rank']} exited with code {match['code']}")
     fault = re.search(r"^Fatal Python error:.*?(?=^Extension modules:|^-{20,}|\Z)", text,

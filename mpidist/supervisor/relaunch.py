@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Sequence
+from typing import IO, Callable, Sequence, TextIO
 
 from ..bootstrap.launchers import Launcher, detect, diagnose
 from .journal import JournalState, JournalWriter, read_journal, synthesized_failure
@@ -76,7 +76,9 @@ def parse_run_args(argv: Sequence[str],
         before, pytest_args = argv[:cut], argv[cut + 1:]
     else:
         before, pytest_args = argv, []
-    parser = argparse.ArgumentParser(prog="mpidist run", add_help=True)
+    # no -h and no abbreviations: launcher flags such as Hydra's -hosts pass through
+    parser = argparse.ArgumentParser(prog="mpidist run", add_help=False, allow_abbrev=False)
+    parser.add_argument("--help", action="help", help="show this help message and exit")
     parser.add_argument("--launcher", default="mpirun",
                         help="command that starts the ranks (mpirun, srun, ...)")
     parser.add_argument("--max-restarts", type=int, default=3,
@@ -129,20 +131,25 @@ class _Child:
             self.proc.send_signal(signal.SIGTERM)
 
     def run(self, cmd: list[str]) -> int:
-        """Run ``cmd``; its stderr is shown as it comes and its tail kept."""
+        """Run ``cmd``; its output is shown as it comes and the tail of both streams
+        kept (Open MPI 5 says on stdout that it lost a node)."""
         self.stderr_tail.clear()
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
-        pump = threading.Thread(target=self._pump, args=(self.proc,), daemon=True)
-        pump.start()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pumps = [threading.Thread(target=self._pump, args=(source, sink), daemon=True)
+                 for source, sink in ((self.proc.stdout, sys.stdout),
+                                      (self.proc.stderr, sys.stderr))]
+        for pump in pumps:
+            pump.start()
         code = self.proc.wait()
-        pump.join(timeout=5)
+        for pump in pumps:
+            pump.join(timeout=5)
         return code
 
-    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stderr is not None
-        for raw in proc.stderr:
-            sys.stderr.buffer.write(raw)
-            sys.stderr.flush()
+    def _pump(self, source: IO[bytes] | None, sink: TextIO) -> None:
+        assert source is not None
+        for raw in source:
+            sink.buffer.write(raw)
+            sink.flush()
             self.stderr_tail.append(raw.decode(errors="replace").rstrip("\n"))
 
 
@@ -170,6 +177,7 @@ def supervise(options: RunOptions) -> int:
                   flush=True)
             last_code = child.run(cmd)
             state = read_journal(journal)
+            cut = state.in_flight is not None  # Open MPI 5 exits 0 when it loses a node
             if state.in_flight is not None:  # rank 0 died before it could report
                 why = "interrupted" if child.interrupted else "crashed"
                 _record_failure(journal, state.in_flight, (
@@ -181,7 +189,8 @@ def supervise(options: RunOptions) -> int:
             state = read_journal(journal)
             remaining = [n for n in state.collected if n not in state.done]
             abnormal = state.last_abnormal or last_code < 0
-            if child.interrupted or not remaining or not abnormal or last_code == 0:
+            if child.interrupted or not remaining or not abnormal or (last_code == 0
+                                                                        and not cut):
                 break
             if launches > options.max_restarts:
                 for nodeid in remaining:

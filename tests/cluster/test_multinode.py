@@ -164,3 +164,47 @@ def subprocess_restore(node: str) -> None:
     import subprocess
 
     subprocess.run(["ip", "link", "set", f"v{node}", "up"], check=False)
+
+
+def test_mpidist_run_names_a_lost_node_the_launcher_gives_no_time_for(ns_cluster, job):
+    """Open MPI 5, MPICH and Intel MPI end the job at once when a node is lost; under
+    ``mpidist run`` the journal keeps the finished tests and the report says what the
+    launcher said about the node."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from ..mpijob import job_env
+
+    if launcher().keeps_node_loss:
+        pytest.skip(f"{launcher().title} leaves time to report: the plain-launcher test")
+    lost = ns_cluster.hosts[1][0]
+    job.write("test_nodes.py", FAULT_SUITE)
+    cmd = ns_cluster.launcher(job, [2, 2])
+    junit = job.path / "run.xml"
+
+    def inject() -> None:
+        deadline = time.monotonic() + 120
+        while len(list(job.path.glob("in-fault-*"))) < 4 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        subprocess.run(["sh", "-c", f"ip netns pids {lost} | xargs -r kill -9"], check=False)
+
+    threading.Thread(target=inject, daemon=True).start()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpidist.cli", "run", "--launcher", cmd[0], "--max-restarts",
+         "0", *cmd[1:], "--", "test_nodes.py", "--mpi-timeout=20", f"--junitxml={junit}"],
+        cwd=job.path, env=job_env(), capture_output=True, text=True, timeout=150)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode != 0
+    import xml.etree.ElementTree as ET
+
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    assert cases["test_before"].find("failure") is None
+    failure = cases["test_fault"].find("failure")
+    assert failure is not None
+    text = failure.get("message", "") + (failure.text or "")
+    # the journal's record of the crash, or rank 0's own report when the launcher sent
+    # SIGTERM first (Intel MPI does on a lost node)
+    assert "crashed: the job ended" in text or f"(host {lost}) did not answer" in text
+    assert f"node {lost} was lost" in text or launcher().key != "ompi5"  # its words name it

@@ -64,9 +64,9 @@ def test_run_spells_oversubscribe_and_signals_the_right_program():
     options = parse_run_args(["-n", "4", "--oversubscribe", "--", "t.py"], ompi5)
     assert options.launcher == ["mpirun", "-n", "4", "--map-by", "slot:OVERSUBSCRIBE",
                                 "--bind-to", "none"]
-    mpich = parse_run_args(["-n", "4", "--oversubscribe", "--", "t.py"],
+    mpich = parse_run_args(["-n", "4", "--oversubscribe", "-hosts", "a:2,b:2", "--", "t.py"],
                            lambda name: ("/v/bin/mpirun", LAUNCHERS["mpich"]))
-    assert mpich.launcher == ["mpirun", "-n", "4"]
+    assert mpich.launcher == ["mpirun", "-n", "4", "-hosts", "a:2,b:2"]  # not -h osts
 
 
 def test_run_starts_intel_mpiexec_hydra_which_passes_sigterm_on(tmp_path):

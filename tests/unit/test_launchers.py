@@ -53,3 +53,10 @@ def test_diagnose_prefers_the_keepers_line_and_reads_each_launcher():
     assert found[0] == "rank 2/4 (host n2) died: exit code 7"
     assert "rank 3 (host n2) died: Segmentation fault" in found
     assert "rank 2 exited with code 7" in found
+
+
+def test_diagnose_names_a_lost_node():
+    prrte = ["A daemon failed to report back after being spawned. This could",
+             "back to prterun:", "  Local host:    vm", "  Remote host:   mdn2",
+             "  Daemon exit status: 0"]
+    assert diagnose(prrte) == "node mdn2 was lost: its launcher daemon stopped answering"
