@@ -39,6 +39,7 @@ import time
 from typing import Any
 
 from ..bootstrap.channel import ChannelClient, ChannelError
+from ..bootstrap.settings import launcher_task
 from ..bootstrap.signing import SealedStore, Signer
 
 __all__ = ["DIED", "REPORTED", "died_how", "link", "mark_done", "start"]
@@ -102,10 +103,13 @@ def mark_done() -> None:
 
 
 def start() -> None:
-    """Fork the keeper (Linux; before MPI is initialized). Returns in the child only."""
+    """Fork the keeper (Linux, a launcher with more than one task; before MPI is
+    initialized). Returns in the child only, or at once when there is nothing to keep."""
     global _LINK
     if _LINK is not None or not sys.platform.startswith("linux"):
         return
+    if launcher_task() is None:  # no launcher, or one task: nobody to hold off (and an
+        return  # interactive run keeps its terminal: --pdb reads stdin)
     keeper_end, child_end = socket.socketpair()
     sys.stdout.flush()
     sys.stderr.flush()
