@@ -45,7 +45,7 @@ class Launcher:
     says: str  # what it prints about a dead rank
     env: tuple[tuple[str, str], ...] = ()  # what it needs to run as root
     keeps_node_loss: bool = False  # a lost node's ranks: SIGTERM to the rest, time to report
-    remote_failure: int | None = None  # its exit status when remote ranks exit non-zero
+    remote_failure: int | None = None  # its exit status (at times) when remote ranks fail
     output_after_sigterm: bool = True  # ranks' output still reaches its terminal
 
     def executable(self, exe: str) -> str:

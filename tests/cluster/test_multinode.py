@@ -71,8 +71,8 @@ def test_across_nodes(ns_cluster, job, layout, failing):
     result = ns_cluster.run(job, layout, "-rA", timeout=180)
     n, last_host = sum(layout), ns_cluster.hosts[len(layout) - 1][0]
     # exactly the one test that fails by design: every rank exits 1 (Intel MPI's ssh
-    # bootstrap turns any non-zero exit of remote ranks into 255)
-    assert result.returncode == (launcher().remote_failure or 1)
+    # bootstrap may turn a non-zero exit of remote ranks into 255)
+    assert result.returncode in {1, launcher().remote_failure or 1}
     result.lines.fnmatch_lines([
         f"mpidist: {n} ranks on {len(layout)} node(s) (*), backend gloo, "
         f"store {ns_cluster.hosts[0][1]}:*",
