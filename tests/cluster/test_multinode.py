@@ -206,5 +206,6 @@ def test_mpidist_run_names_a_lost_node_the_launcher_gives_no_time_for(ns_cluster
     text = failure.get("message", "") + (failure.text or "")
     # the journal's record of the crash, or rank 0's own report when the launcher sent
     # SIGTERM first (Intel MPI does on a lost node)
+    # (Open MPI 5 names the node -- "node mdn2 was lost" -- when it prints its lost-daemon
+    # message in time, which it does not always do)
     assert "crashed: the job ended" in text or f"(host {lost}) did not answer" in text
-    assert f"node {lost} was lost" in text or launcher().key != "ompi5"  # its words name it
