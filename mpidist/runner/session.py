@@ -214,7 +214,7 @@ class MPISession:
         if not abort:
             return
         keeper.mark_done()
-        print(f"mpidist: ending the job after {hang.why} in {item.nodeid} (MPI_Abort)",
+        print(f"mpidist: ending the job after {hang.why} in {where} (MPI_Abort)",
               file=sys.stderr, flush=True)
         from mpi4py import MPI
 
