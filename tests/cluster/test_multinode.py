@@ -126,9 +126,17 @@ def _run_with_fault(ns_cluster, job, fault):
     return ns_cluster.run(job, [2, 2], "--mpi-timeout=20", "-rA", timeout=150)
 
 
+def lose_node(node: str) -> str:
+    """A shell command that loses ``node`` at once, as a power cut does: every process in
+    it is stopped before any is killed. Killed one by one, a rank whose keeper died first
+    gets its parent-death SIGTERM and, on a busy 2-core box, can answer rank 0 before its
+    own SIGKILL lands -- a node that is half there."""
+    return f"pids=$(ip netns pids {node}); kill -STOP $pids; kill -9 $pids"
+
+
 def test_node_loss_ends_the_job_and_names_the_lost_node(ns_cluster, job):
     lost = ns_cluster.hosts[1][0]
-    result = _run_with_fault(ns_cluster, job, f"ip netns pids {lost} | xargs -r kill -9")
+    result = _run_with_fault(ns_cluster, job, lose_node(lost))
     assert result.returncode != 0
     assert result.seconds < 20 + 30 + 30  # timeout + 30 s, plus start-up
     result.lines.fnmatch_lines([
@@ -188,7 +196,7 @@ def test_mpidist_run_names_a_lost_node_the_launcher_gives_no_time_for(ns_cluster
         deadline = time.monotonic() + 120
         while len(list(job.path.glob("in-fault-*"))) < 4 and time.monotonic() < deadline:
             time.sleep(0.2)
-        subprocess.run(["sh", "-c", f"ip netns pids {lost} | xargs -r kill -9"], check=False)
+        subprocess.run(["sh", "-c", lose_node(lost)], check=False)
 
     threading.Thread(target=inject, daemon=True).start()
     proc = subprocess.run(
