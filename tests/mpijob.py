@@ -11,6 +11,7 @@ JUnit XML. Nothing is mocked: these are the processes a user starts.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -72,6 +73,10 @@ def job_env() -> dict[str, str]:
     env.update(PYTHONDONTWRITEBYTECODE="1", COLUMNS="200")
     for name in ("PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER"):
         env.pop(name, None)
+    if importlib.util.find_spec("pytest_randomly") is not None:
+        # installed for tests/integration/test_plugins.py, which turns it on; the
+        # other jobs keep their file order
+        env["PYTEST_ADDOPTS"] = "-p no:randomly"
     return env
 
 

@@ -82,7 +82,8 @@ class CollectionAgreement:
         self._errors: list[CollectReport] = []
 
     def adopt_rank0_cache_state(self) -> None:
-        """Collective: ranks > 0 take rank 0's --lf/--nf/--sw state.
+        """Collective: ranks > 0 take rank 0's --lf/--nf/--sw state and pytest-randomly's
+        seed (each process drew its own: the tests' random numbers must agree).
 
         Each rank's cache plugins loaded their own .pytest_cache (on other
         nodes: another filesystem). Selection must follow rank 0's, and --lf
@@ -90,13 +91,17 @@ class CollectionAgreement:
         """
         pm = self.config.pluginmanager
         lf, nf, sw = (pm.get_plugin(n) for n in ("lfplugin", "nfplugin", "stepwiseplugin"))
+        option = self.config.option
         state = None
         if self.group.is_root:
             state = (getattr(lf, "lastfailed", None), getattr(nf, "cached_nodeids", None),
-                     getattr(sw, "cached_info", None))
-        lastfailed, nodeids, stepwise = self.group.comm.bcast(state, root=0)
+                     getattr(sw, "cached_info", None), getattr(option, "randomly_seed", None))
+        lastfailed, nodeids, stepwise, seed = self.group.comm.bcast(state, root=0)
         if self.group.is_root:
             return
+        if seed is not None and hasattr(option, "randomly_seed"):
+            # pytest-randomly drew a seed per process; it orders and reseeds with it
+            option.randomly_seed = seed
         if lf is not None and lastfailed is not None:
             lf.lastfailed = lastfailed
             if hasattr(lf, "_last_failed_paths"):  # cached from lastfailed under --lf

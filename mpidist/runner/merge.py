@@ -8,7 +8,9 @@ from the wire) and returns new ones; no MPI, no torch. The rules, per phase:
   that says which ranks skipped and why (the test did not run everywhere);
 * xfail across ranks: the test failed somewhere -> xfailed; it passed on every
   rank -> xpassed (strict: failed, as pytest does);
-* passed if every rank passed.
+* passed if every rank passed;
+* a test run through torch's child protocol (``ROOT_DECIDES``) follows torch's
+  ``_check_return_codes``: the first rank's outcome, unless another failed.
 
 Failures that render identically are shown once under the list of ranks
 (``ranks 0-15/16 (host n1)``); captured output of failing ranks is kept,
@@ -288,6 +290,8 @@ def merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport
     merged setup report, then merged subtest reports, call and teardown, in the
     order pytest would have logged them. Ranks that sat the test out (``SAT_OUT``)
     do not count; an ``mpi_outcomes`` property and failure notes say who ran it.
+    For a torch protocol test (``ROOT_DECIDES``) the root's outcome is the test's
+    unless another rank failed.
     """
     same = _compact_like_root(results)
     if _all_like_the_root(results, same):
@@ -300,6 +304,12 @@ def merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport
         results = [r for r in results if not r.sat_out]
         ran_note = [f"ran on {labels.describe_ranks([r.rank for r in results])}; "
                     f"{format_ranks(sat)} sat out (the test's world_size is {len(results)})"]
+    if results[0].root_decides:  # torch's rule: the first process, or any that failed
+        skipped = {r.rank: call for r in results[1:]
+                   if not r.failed and (call := r.phase("call")) is not None and call.skipped}
+        ran_note += [f"skipped on {labels.describe_ranks(rs)}: {text}"
+                     for rs, text in _texts(skipped, sorted(skipped))]
+        results = [results[0], *(r for r in results[1:] if r.failed)]
     agreed_skip = _collective_skip(results)
     out: list[TestReport] = []
     if agreed_skip is not None:  # one skip, then the teardown

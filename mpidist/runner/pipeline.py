@@ -7,7 +7,8 @@ until the group's root has every rank's result. Before the body the ranks
 agree on it (a setup skip or error on some ranks stops the body everywhere).
 The root merges the results (``merge``) and replays ONE report per phase
 (``replay``), then broadcasts whether the session must stop, so every rank
-stops at the same test. The watchdog is told when the test begins, when
+stops at the same test, and whether the test runs again (``reruns``), so every
+rank reruns it or none does. The watchdog is told when the test begins, when
 this rank is done with it (with its failure, if any) and when the group is
 past it.
 """
@@ -15,6 +16,7 @@ past it.
 from __future__ import annotations
 
 import os
+import time
 from array import array
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generator, Iterator, cast
@@ -29,6 +31,7 @@ from .exchange import Exchange
 from .markers import timeout_of
 from .merge import merge_test
 from .replay import replay
+from .reruns import mark_rerun, prepare_rerun, reruns_of
 from .results import COLLECTIVE_SKIP, LEFT_EARLY, RankResult, test_outcome
 
 if TYPE_CHECKING:
@@ -145,6 +148,20 @@ class TestPipeline:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+        reruns, delay = reruns_of(item)
+        for attempt in range(reruns + 1):
+            if reruns:
+                item.execution_count = attempt + 1  # type: ignore[attr-defined]
+            if not self._run(item, nextitem, attempt, attempt < reruns):
+                break
+            prepare_rerun(item)  # every rank: the root said the test runs again
+            if delay:
+                time.sleep(delay)
+        return True
+
+    def _run(self, item: pytest.Item, nextitem: pytest.Item | None, attempt: int,
+             may_rerun: bool) -> bool:
+        """One attempt at the test on every rank of the group; whether it runs again."""
         group, watchdog = self.group, self.watchdog
         self.index += 1
         watchdog.begin(self.index, item, timeout_of(item, self.default_timeout), group.ranks)
@@ -169,7 +186,8 @@ class TestPipeline:
         record, payload = encode(self.config, reports, subtests,
                                  serialize=failed or not group.is_root)
         watchdog.finished(payload if failed else None)
-        stop_fail, stop = self._exchange(item, reports, subtests, record, payload)
+        stop_fail, stop, again = self._exchange(item, reports, subtests, record, payload,
+                                                attempt, may_rerun)
         watchdog.end()
         session = item.session
         if not group.is_root:
@@ -179,22 +197,26 @@ class TestPipeline:
                 session.shouldstop = "rank 0 stopped the session"
         if self.output.recording:
             self.output.write_line(f"{test_outcome(reports).upper()} {item.nodeid}")
-        return True
+        return bool(again)
 
     def _exchange(self, item: pytest.Item, reports: list[TestReport],
-                  subtests: list[TestReport], record: Any, payload: bytes | None
-                  ) -> list[int]:
-        """Results to the root, which merges and replays them; its verdict back."""
+                  subtests: list[TestReport], record: Any, payload: bytes | None,
+                  attempt: int, may_rerun: bool) -> list[int]:
+        """Results to the root, which merges and replays them; its verdict back:
+        stop (-x/--maxfail), stop, and whether the test runs again (--reruns)."""
         if not self.group.is_root:
             self.exchange.gather(record, payload)
-            return self.exchange.verdict([0, 0])
+            return self.exchange.verdict([0, 0, 0])
         gathered = self.exchange.gather(record, None)  # the root keeps its objects
         assert gathered is not None
         results = [RankResult(0, reports, list(subtests))] + [
             decode(self.config, rank, rec, data)
             for rank, (rec, data) in enumerate(gathered) if rank]
-        replay(item.ihook, item.nodeid, item.location, merge_test(self.group, results),
-               started=True)
+        merged = merge_test(self.group, results)
+        again = may_rerun and any(r.failed for r in merged)
+        if may_rerun or attempt:
+            mark_rerun(merged, attempt, again)
+        replay(item.ihook, item.nodeid, item.location, merged, started=True)
         session = item.session
         return self.exchange.verdict([int(bool(session.shouldfail)),
-                                      int(bool(session.shouldstop))])
+                                      int(bool(session.shouldstop)), int(again)])

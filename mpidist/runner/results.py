@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
-__all__ = ["ABNORMAL", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES", "SAT_OUT", "RankResult",
+__all__ = ["ABNORMAL", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES", "ROOT_DECIDES", "SAT_OUT",
+           "RankResult",
            "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
 PHASES = ("setup", "call", "teardown")
@@ -33,6 +34,10 @@ SAT_OUT = "mpi_sat_out"
 #: on the call report of a rank that left the body early (torch's skip exit
 #: code): the other ranks may be waiting for it, as for a failure
 LEFT_EARLY = "mpi_left_early"
+#: on the call reports of a test run through torch's child protocol: the first
+#: rank's outcome is the test's, others count only if they failed (torch's
+#: ``_check_return_codes`` reads the first process's exit code)
+ROOT_DECIDES = "mpi_root_decides"
 #: on the merged call report of a test that ended the job (timeout,
 #: peer-failure, terminated): the journal records it, ``mpidist run`` resumes
 ABNORMAL = "mpi_abnormal"
@@ -65,6 +70,17 @@ class RankResult:
             if report.when == when:
                 return report
         return None
+
+    @property
+    def failed(self) -> bool:
+        """Whether any phase or subtest failed here (a compact rank never did)."""
+        return any(r.failed for r in (*(self.reports or ()), *self.subtests))
+
+    @property
+    def root_decides(self) -> bool:
+        """Whether the test ran torch's child protocol (on the root's report)."""
+        call = self.phase("call")
+        return call is not None and bool(getattr(call, ROOT_DECIDES, False))
 
     @property
     def sat_out(self) -> bool:

@@ -30,6 +30,7 @@ from ..safety.signals import on_sigterm
 from ..safety.watchdog import Hang, Watchdog
 from .codec import decode_payload
 from .collection import CollectionAgreement
+from .companions import check_companions, share_coverage
 from .failures import describe_hang, failed_reports
 from .group import Group
 from .output import start
@@ -61,6 +62,7 @@ class MPISession:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
+        check_companions(config)  # a usage error on every rank, before any collective
         try:
             runtime.init(setting(config, settings.BACKEND),
                          timeout=setting(config, settings.STORE_TIMEOUT),
@@ -142,8 +144,10 @@ class MPISession:
                 f"mpidist: WARNING ignored store value {key}: {why}; someone who can reach "
                 f"mpidist's channel wrote it (see the README's Security section)", yellow=True)
 
+    @pytest.hookimpl(trylast=True)  # after pytest-cov started measuring
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._session = session
+        share_coverage(self.config, runtime.current().comm, self.rank)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

@@ -7,12 +7,14 @@ so ``install()`` re-points the spawning and joining methods of torch's base
 classes (never the user's subclasses):
 
 * ``_spawn_processes`` sets ``self.rank`` and an agreed ``self.file_name``
+  (and an agreed TEMP_DIR where ``setUp`` made one, for torch's file barrier)
   instead of starting processes (for ``MultiProcContinuousTest``: once per
   class, with its ``_init_pg``);
-* the method wrapper installed by ``__init__`` runs the test in this process
-  and turns torch's ``sys.exit(TEST_SKIPS[...].exit_code)`` into the matching
-  ``unittest.SkipTest`` (pytest would call a ``SystemExit`` a failure), then
-  destroys the test's process group as ``destroy_pg_upon_exit`` asks.
+* the method wrapper installed by ``__init__`` does what torch's child does
+  (``protocol``: the class's own ``_run``, a fresh instance, ``run_test``) and
+  judges its exit as torch's parent does: torch's
+  ``sys.exit(TEST_SKIPS[...].exit_code)`` becomes the matching
+  ``unittest.SkipTest`` (pytest would call a ``SystemExit`` a failure).
 
 A class whose ``world_size`` is smaller than the MPI world runs on ranks
 ``0..world_size-1``; the others sit it out (``SatOut``, which the merge
@@ -23,9 +25,10 @@ every rank with the reason. Nothing here imports torch's testing modules:
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import functools
 import os
+import shutil
 import sys
 import tempfile
 import types
@@ -34,12 +37,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .. import runtime
+from . import protocol
 from .skips import scope
 
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["SatOut", "install", "is_spawning_class", "participate", "sat_out"]
+__all__ = ["SatOut", "install", "is_spawning_class", "participate", "ran_as_child", "sat_out"]
 
 TORCH_MODULE = "torch.testing._internal.common_distributed"
 
@@ -56,6 +60,8 @@ class _State:
     left_early: bool = False  # this rank left the body through a TEST_SKIPS exit code
     torchrun_env: bool = False  # RANK/WORLD_SIZE say a torch class's sub-world
     groups: dict[int, MPI.Comm] = field(default_factory=dict)  # world_size -> its ranks
+    protocol: bool = False  # the test in flight ran through torch's child protocol
+    leftovers: list[str] = field(default_factory=list)  # agreed directories to remove
 
 
 _state = _State()
@@ -80,17 +86,31 @@ def sat_out() -> bool:
     return _state.sat_out
 
 
+def ran_as_child() -> bool:
+    """Whether the test in flight ran through torch's child protocol (``_run``):
+    then, as in torch, the first process's outcome decides unless a rank errored."""
+    return _state.protocol
+
+
 def left_early() -> bool:
     """Whether this rank left the test in flight through torch's skip exit code: if the
     other ranks did not, they are in the body (likely a collective) without it."""
     return _state.left_early
 
 
+def _remove_leftovers() -> None:
+    for path in _state.leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def begin() -> None:
     """The session starts a test (on every rank, so the count agrees); torchrun's
     RANK/WORLD_SIZE are the world's again after a torch class's test set them."""
-    _state.sat_out = _state.left_early = False
+    _state.sat_out = _state.left_early = _state.protocol = False
     _state.tests += 1
+    if runtime.current().world.rank == 0:  # every rank is past the test that used them
+        _remove_leftovers()
+    _state.leftovers.clear()
     if _state.torchrun_env:
         world = runtime.current().world
         os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world.size), str(world.rank)
@@ -134,36 +154,20 @@ def shared_file(tag: str) -> str:
     return os.path.join(base, f"mpidist-{rt.world.master_port}-{_state.tests}-{tag}")
 
 
-def _skip_for_exit(code: Any) -> unittest.SkipTest | None:
-    torch_cd = _torch()
-    for skip in getattr(torch_cd, "TEST_SKIPS", {}).values():
-        if code == skip.exit_code:
-            return unittest.SkipTest(skip.message)
-    return None
-
-
 def _run_here(self: Any, fn: Callable[[], Any]) -> None:
-    """Run a test body as this rank, the way torch's ``run_test`` runs it in a child."""
+    """Run a ``MultiProcContinuousTest`` body as this rank, the way its worker does."""
     common_utils = sys.modules.get("torch.testing._internal.common_utils")
     if common_utils is not None:
         common_utils.set_rng_seed()  # every rank the same seed, as torch's children
     try:
         fn()
     except SystemExit as exc:
-        skip = _skip_for_exit(exc.code)
+        skip = protocol.skip_for_exit(exc.code)
         if skip is not None:
             _state.left_early = True
             raise skip from None
         if exc.code not in (0, None):
             raise AssertionError(f"rank {self.rank} called sys.exit({exc.code!r})") from None
-
-
-def _destroy_group() -> None:
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        with contextlib.suppress(AssertionError, ValueError):  # the test destroyed it
-            dist.destroy_process_group()
 
 
 def _in_scope(world_size: int, fn: Callable[[], None]) -> None:
@@ -183,6 +187,28 @@ def _spawn_processes(self: Any) -> None:
     self.file_name = shared_file("file")
     os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world_size), str(rank)
     _state.torchrun_env = True  # the next test's begin() puts the world's back
+    _share_temp_dir()
+
+
+def _share_temp_dir() -> None:
+    """torch's ``initialize_temp_directories`` (``TestDistBackend.setUp``) made this
+    rank a TEMP_DIR of its own; torch's children all inherit the parent's one, and
+    its file barrier and ``file://`` INIT_METHOD live there. Point every rank of
+    the test at one agreed directory of the same shape instead."""
+    torch_cd = _torch()
+    mine = getattr(getattr(torch_cd, "tmp_dir", None), "name", None)
+    if not mine or os.environ.get("TEMP_DIR") != mine:
+        return
+    agreed = shared_file("TEMP_DIR")
+    for sub in ("barrier", "test_dir", "init_dir"):
+        os.makedirs(os.path.join(agreed, sub), exist_ok=True)
+    if not _state.leftovers and runtime.current().world.rank == 0:
+        atexit.register(_remove_leftovers)  # the last test's, at the end of the session
+    _state.leftovers.append(agreed)
+    os.environ["TEMP_DIR"] = agreed
+    init = os.environ.get("INIT_METHOD", "")
+    if init.startswith("file://" + mine):
+        os.environ["INIT_METHOD"] = "file://" + agreed + init[len("file://" + mine):]
 
 
 def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
@@ -191,15 +217,25 @@ def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
 
     @functools.wraps(fn)
     def wrapper(self: Any) -> None:
+        if protocol.child_running():  # inside _run: this is the child's body
+            fn()
+            return
         if self.rank == main:  # setUp never called _spawn_processes: torch runs nothing
             return
-        try:
-            _in_scope(int(self.world_size), lambda: _run_here(self, fn))
-        finally:
-            if self.destroy_pg_upon_exit:
-                _destroy_group()
+        _state.protocol = True
+        _in_scope(int(self.world_size), lambda: _as_child(self, fn))
 
     return types.MethodType(wrapper, self)
+
+
+def _as_child(self: Any, fn: Callable[[], None]) -> None:
+    code = protocol.run_as_child(self, fn)
+    if code is None:
+        return
+    skip = protocol.judge_exit(self, fn, code)
+    if skip is not None:
+        _state.left_early = True
+        raise skip
 
 
 # -- MultiProcContinuousTest: one process group per class ----------------------------
@@ -212,7 +248,7 @@ def _continuous_spawn(cls: Any, world_size: int) -> None:
     try:
         cls._init_pg(cls.rank, cls.world_size, cls.rdvz_file)
     except SystemExit as exc:
-        skip = _skip_for_exit(exc.code)
+        skip = protocol.skip_for_exit(exc.code)
         if skip is None:
             raise
         cls._init_skip = str(skip)
@@ -247,7 +283,7 @@ def _continuous_wrap(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
 def _continuous_tear_down_class(base: type) -> Callable[[Any], None]:
     def tear_down_class(cls: Any) -> None:
         if cls.__dict__.get("_processes_spawned"):
-            _destroy_group()
+            protocol.destroy_groups()
             cls._processes_spawned = False
             rdvz = cls.__dict__.get("rdvz_file")
             if rdvz and cls.rank == 0 and os.path.exists(rdvz):
@@ -269,6 +305,7 @@ def install(shared_dir: str = "") -> bool:
     mptc = torch_cd.MultiProcessTestCase
     mptc._spawn_processes = _spawn_processes
     mptc.join_or_run = _join_or_run
+    mptc.run_test = protocol.run_test
     continuous = getattr(torch_cd, "MultiProcContinuousTest", None)
     if continuous is not None:
         continuous._spawn_processes = classmethod(_continuous_spawn)

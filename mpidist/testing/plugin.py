@@ -11,9 +11,14 @@ the testing layer. Inert without ``--with-mpi``. With it:
   a torch spawning class (which starts its own) and comes back before the next
   other test;
 * each call report says whether this rank sat the test out (``SAT_OUT``: the
-  merge leaves it out) or left the body through torch's skip exit code
+  merge leaves it out), left the body through torch's skip exit code
   (``LEFT_EARLY``: the watchdog treats it as a failure, so ranks waiting for
-  it get ``--mpi-peer-grace`` instead of a hang).
+  it get ``--mpi-peer-grace`` instead of a hang), or ran torch's child protocol
+  (``ROOT_DECIDES``: the first rank's outcome is the test's unless a rank
+  failed, as torch's ``_check_return_codes`` reads the first process's code);
+* a torch class's test leaves the environment and ``torch.backends`` flags as
+  it found them (``protocol.Snapshot``): its children would have taken their
+  changes with them.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import pytest
 
 from ..bootstrap import settings
 from ..bootstrap.settings import setting
-from ..runner.results import LEFT_EARLY, SAT_OUT
+from ..runner.results import LEFT_EARLY, ROOT_DECIDES, SAT_OUT
 
 __all__: list[str] = []
 
@@ -50,13 +55,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
     if _active(item.config):
         from .. import runtime
-        from . import compat
+        from . import compat, protocol
 
         compat.begin()
         stash = item.config.stash
         if compat.is_spawning_class(getattr(item, "cls", None)):
             if not stash.get(_RELEASED, False):
                 stash[_RELEASED] = runtime.release_default_group()
+            snapshot = protocol.Snapshot()  # what torch's child would not have seen
+            try:
+                return (yield)
+            finally:
+                snapshot.restore()
         elif stash.get(_RELEASED, False):
             runtime.restore_default_group()  # collective: every rank is here
             stash[_RELEASED] = False
@@ -74,4 +84,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             setattr(report, SAT_OUT, True)
         if compat.left_early():
             setattr(report, LEFT_EARLY, True)
+        if compat.ran_as_child():
+            setattr(report, ROOT_DECIDES, True)
     return report

@@ -8,7 +8,7 @@ from _pytest.reports import TestReport
 from mpidist.bootstrap.world import World
 from mpidist.runner.failures import RankedFailure
 from mpidist.runner.merge import merge_test, outcome_map
-from mpidist.runner.results import SAT_OUT, RankResult
+from mpidist.runner.results import ROOT_DECIDES, SAT_OUT, RankResult
 
 
 def world(n: int, hosts: tuple[str, ...] | None = None) -> World:
@@ -269,3 +269,33 @@ def test_a_failure_mentions_the_ranks_that_skipped_instead():
     call = by_when(merge_test(world(2), results))["call"]
     assert call.failed
     assert "skipped on rank 1/2 (host n2): Skipped: no GPU" in str(call.longrepr)
+
+
+def torch_child(rank: int, outcome: str, longrepr: object = None) -> RankResult:
+    """A rank's result for a test run through torch's child protocol."""
+    call = rep("call", outcome, longrepr)
+    setattr(call, ROOT_DECIDES, True)
+    return RankResult(rank, [rep("setup"), call, rep("teardown")])
+
+
+SKIP = ("t.py", 1, "Skipped: no GPU")
+
+
+@pytest.mark.parametrize(("root", "other", "expected"), [
+    ("passed", "skipped", "passed"),  # torch reads the first process's exit code
+    ("skipped", "passed", "skipped"),
+    ("passed", "failed", "failed"),  # an errored process fails the test in torch too
+    ("skipped", "failed", "failed"),
+])
+def test_torch_protocol_tests_follow_the_first_rank_unless_one_failed(root, other, expected):
+    def longrepr(outcome: str) -> object:
+        return SKIP if outcome == "skipped" else "E boom" if outcome == "failed" else None
+
+    results = [torch_child(0, root, longrepr(root)), torch_child(1, other, longrepr(other))]
+    assert by_when(merge_test(world(2), results))["call"].outcome == expected
+
+
+def test_without_the_torch_protocol_a_partial_skip_still_fails():
+    results = [passed(0), RankResult(1, [rep("setup"), rep("call", "skipped", SKIP),
+                                         rep("teardown")])]
+    assert by_when(merge_test(world(2), results))["call"].outcome == "failed"

@@ -1,0 +1,186 @@
+"""torch's own distributed suites, both ways: torch's runner (a spawned process per
+rank per test) and mpidist under mpirun (long-lived ranks). Prints per-test outcome
+agreement and the time ratio; ``--against`` compares mpidist with a committed table of
+torch's outcomes instead of running torch's runner (CI), ``--write-table`` writes one.
+
+The suites come from the installed torch wheel (imported, never copied), wired as
+torch's CI wires them (test/distributed/test_distributed_spawn.py): a module with
+``class TestDistBackendWithSpawn(TestDistBackend, DistributedTest._DistTestBase)``
+whose ``setUp`` calls ``self._spawn_processes()``, and the environment contract
+``BACKEND``, ``WORLD_SIZE``, ``TEMP_DIR`` (with its ``barrier`` directory) and
+``INIT_METHOD``. mpidist runs ``mpirun -n WORLD_SIZE python -m pytest --with-mpi``.
+
+Usage:
+  python benchmarks/bench_torch_suites.py [--world-sizes 2,4] [--backends gloo,mpi]
+        [-k EXPR] [--write-table DIR] [--against DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from _common import env
+
+SUITES = {
+    # torch/test/distributed/test_distributed_spawn.py, as torch's CI runs it
+    "distributed": '''
+import torch
+from torch.testing._internal.distributed.distributed_test import (
+    DistributedTest,
+    TestDistBackend,
+)
+
+
+class TestDistBackendWithSpawn(TestDistBackend, DistributedTest._DistTestBase):
+    def setUp(self):
+        super().setUp()
+        self._spawn_processes()
+        torch.backends.cudnn.flags(enabled=True, allow_tf32=False).__enter__()
+''',
+}
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    """Test name -> passed / failed / skipped, from a JUnit file."""
+    found: dict[str, str] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        kinds = {child.tag for child in case}
+        outcome = ("failed" if kinds & {"failure", "error"} else
+                   "skipped" if "skipped" in kinds else "passed")
+        found[case.get("name", "")] = outcome
+    return found
+
+
+def suite_env(backend: str, world_size: int, workdir: Path) -> dict[str, str]:
+    temp = workdir / "TEMP_DIR"
+    for sub in ("barrier", "test_dir", "init_dir"):
+        (temp / sub).mkdir(parents=True, exist_ok=True)
+    return {**env(), "BACKEND": backend, "WORLD_SIZE": str(world_size),
+            "TEMP_DIR": str(temp), "INIT_METHOD": "env://"}
+
+
+def run(cmd: list[str], workdir: Path, extra: dict[str, str], log: Path) -> float:
+    start = time.perf_counter()
+    with log.open("w") as out:
+        subprocess.run(cmd, cwd=workdir, env=extra, stdout=out, stderr=subprocess.STDOUT,
+                       timeout=7200, check=False)
+    return time.perf_counter() - start
+
+
+def mpirun(n: int) -> list[str]:
+    from mpidist.bootstrap.launchers import detect
+
+    exe = shutil.which("mpirun")
+    if exe is None:
+        sys.exit("mpirun not found: source examples/setup_env.sh first")
+    return detect(exe).command(exe, n)
+
+
+def one(suite: str, backend: str, world_size: int, select: list[str], torch_too: bool,
+        keep: Path) -> dict[str, object]:
+    """Run one configuration; return its figures and both outcome maps."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"torch-{suite}-{backend}-{world_size}-"))
+    (workdir / f"test_{suite}.py").write_text(SUITES[suite])
+    (workdir / "pytest.ini").write_text("[pytest]\n")
+    pytest = ["-m", "pytest", f"test_{suite}.py", "-q", "-p", "no:randomly",
+              "-p", "no:cacheprovider", *select]
+    figures: dict[str, object] = {"suite": suite, "backend": backend,
+                                  "world_size": world_size}
+    tag = f"{suite}-{backend}-ws{world_size}"
+    ours = workdir / "mpidist.xml"
+    figures["mpidist_s"] = run(
+        [*mpirun(world_size), sys.executable, *pytest, "--with-mpi",
+         f"--junitxml={ours}"], workdir, suite_env(backend, world_size, workdir / "m"),
+        keep / f"{tag}-mpidist.log")
+    figures["mpidist"] = outcomes(ours) if ours.exists() else {}
+    if torch_too:
+        theirs = workdir / "torch.xml"
+        figures["torch_s"] = run(
+            [sys.executable, *pytest, f"--junitxml={theirs}"], workdir,
+            suite_env(backend, world_size, workdir / "t"), keep / f"{tag}-torch.log")
+        figures["torch"] = outcomes(theirs) if theirs.exists() else {}
+    shutil.rmtree(workdir, ignore_errors=True)
+    return figures
+
+
+def compare(torch_side: dict[str, str], ours: dict[str, str]) -> list[str]:
+    """Every test whose outcome differs (or that one side lacks)."""
+    return [f"{name}: torch {torch_side.get(name, 'absent')}, mpidist "
+            f"{ours.get(name, 'absent')}"
+            for name in sorted(set(torch_side) | set(ours))
+            if torch_side.get(name) != ours.get(name)]
+
+
+def counts(found: dict[str, str]) -> str:
+    return "/".join(str(sum(1 for o in found.values() if o == kind))
+                    for kind in ("passed", "failed", "skipped"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suites", default="distributed")
+    parser.add_argument("--world-sizes", default="2")
+    parser.add_argument("--backends", default="gloo")
+    parser.add_argument("-k", dest="select", default="")
+    parser.add_argument("--write-table", type=Path, help="write torch's outcomes here")
+    parser.add_argument("--against", type=Path,
+                        help="compare mpidist with the tables here; skip torch's runner")
+    parser.add_argument("--logs", type=Path, default=Path("results/torch-suites"))
+    args = parser.parse_args()
+    import torch
+
+    args.logs.mkdir(parents=True, exist_ok=True)
+    select = ["-k", args.select] if args.select else []
+    print(f"torch {torch.__version__}; logs in {args.logs}")
+    print(f"{'suite':12} {'backend':7} {'ws':>2} {'torch p/f/s':>12} {'mpidist p/f/s':>14} "
+          f"{'agree':>9} {'torch s':>8} {'mpidist s':>9} {'ratio':>6}")
+    diverged = 0
+    for suite in args.suites.split(","):
+        for backend in args.backends.split(","):
+            for ws in (int(w) for w in args.world_sizes.split(",")):
+                name = f"{suite}-{backend}-ws{ws}.json"
+                fig = one(suite, backend, ws, select, args.against is None, args.logs)
+                ours = fig["mpidist"]
+                assert isinstance(ours, dict)
+                if args.against is not None:
+                    table = json.loads((args.against / name).read_text())
+                    if table["torch"] != torch.__version__:
+                        print(f"note: {name} is torch {table['torch']}'s; this is "
+                              f"{torch.__version__}: regenerate it with --write-table")
+                    theirs = {k: v for k, v in table["outcomes"].items()
+                              if not select or k in ours}
+                else:
+                    theirs = fig["torch"]  # type: ignore[assignment]
+                assert isinstance(theirs, dict)
+                diffs = compare(theirs, ours)
+                diverged += len(diffs)
+                agree = len(set(theirs) | set(ours)) - len(diffs)
+                t_s = fig.get("torch_s")
+                m_s = float(fig["mpidist_s"])  # type: ignore[arg-type]
+                ratio = f"{float(t_s) / m_s:5.1f}x" if t_s else "-"  # type: ignore[arg-type]
+                t_txt = f"{float(t_s):8.1f}" if t_s else f"{'-':>8}"  # type: ignore[arg-type]
+                print(f"{suite:12} {backend:7} {ws:>2} {counts(theirs):>12} "
+                      f"{counts(ours):>14} {agree:>4}/{len(set(theirs) | set(ours)):<4} "
+                      f"{t_txt} {m_s:9.1f} {ratio:>6}")
+                for line in diffs:
+                    print(f"  differs: {line}")
+                if args.write_table is not None and args.against is None:
+                    args.write_table.mkdir(parents=True, exist_ok=True)
+                    (args.write_table / name).write_text(json.dumps(
+                        {"torch": torch.__version__, "suite": suite, "backend": backend,
+                         "world_size": ws, "outcomes": dict(sorted(theirs.items()))},
+                        indent=1) + "\n")
+    print(f"{diverged} test(s) differ")
+    return 1 if diverged else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""What torch's runner does in each spawned child, done by a long-lived MPI rank.
+
+torch's ``MultiProcessTestCase`` starts one process per rank per test. The
+parent ran ``setUp``; each child runs the classmethod ``_run(rank, test_name,
+file_name, pipe)``, which builds a *fresh* instance (no ``setUp``) and calls
+``run_test``: seed the RNGs, run the body, turn a skip into
+``sys.exit(TEST_SKIPS["generic"])`` and an exception into
+``sys.exit(TEST_ERROR_EXIT_CODE)``. Subclasses override ``_run`` to start their
+own process group (``TestDistBackend``: ``init_process_group(file://...)``, a
+file barrier, the body, a barrier, ``destroy_process_group``, ``sys.exit(0)``).
+The parent then judges the exit codes (``_check_return_codes``): any child
+that errored fails the test; otherwise the *first* process's code decides --
+a ``TEST_SKIPS`` code skips, the expected code (0, or
+``special_return_code_checks``) passes, a test in ``skip_return_code_checks``
+passes whatever the codes.
+
+Here every rank is such a child: ``run_as_child`` calls the class's own
+``_run`` as torch's child would, catches its ``SystemExit`` (the "exit code"),
+keeps the body's real exception or skip (a better report than an exit code),
+drops whatever process group the test left (a child's would die with it), and
+judges the code as the parent does. What differs from the child only because
+this process lives on -- environment variables and ``torch.backends`` flags a
+test or its ``setUp`` changed -- ``Snapshot`` puts back after the test.
+
+The first process's code deciding is kept by the merge: rank 0's call report
+carries ``ROOT_DECIDES``, so a rank that skipped or ended oddly while rank 0
+passed does not turn torch's pass into a failure; a rank that errored still
+fails the test, as in torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import unittest
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["Snapshot", "child_running", "judge_exit", "run_as_child", "run_test",
+           "skip_for_exit"]
+
+TORCH_MODULE = "torch.testing._internal.common_distributed"
+
+
+@dataclass
+class _Child:
+    """What the body did inside ``run_test`` (torch's child keeps it in its log)."""
+
+    error: BaseException | None = None
+    skip: unittest.SkipTest | None = None
+
+
+_child: list[_Child] = []  # the test in flight, while its ``_run`` runs
+
+
+def child_running() -> bool:
+    """Whether ``_run`` is running (the test method's wrapper then runs the body)."""
+    return bool(_child)
+
+
+def skip_for_exit(code: Any) -> unittest.SkipTest | None:
+    """The skip torch's parent raises for a child's exit ``code``, if it is one."""
+    torch_cd = sys.modules.get(TORCH_MODULE)
+    for skip in getattr(torch_cd, "TEST_SKIPS", {}).values():
+        if code == skip.exit_code:
+            return unittest.SkipTest(skip.message)
+    return None
+
+
+def _exit_code(code: Any) -> int:
+    """``SystemExit.code`` as the process's exit status (None -> 0, text -> 1)."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def destroy_groups() -> None:
+    """Drop the default group (and with it every subgroup) a test left behind."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(AssertionError, ValueError, RuntimeError):
+            dist.destroy_process_group()
+
+
+def run_test(self: Any, test_name: str, parent_pipe: Any = None) -> None:
+    """torch's ``MultiProcessTestCase.run_test`` without a process to exit.
+
+    The body's skip or exception is kept for the report and leaves ``_run`` as
+    torch's child does, through ``sys.exit`` with torch's codes, so code after
+    ``run_test`` in a subclass's ``_run`` (its barrier, its
+    ``destroy_process_group``) is skipped exactly as it is under torch.
+    """
+    common_utils = sys.modules.get("torch.testing._internal.common_utils")
+    if common_utils is not None:
+        common_utils.set_rng_seed()  # every rank the same seed, as torch's children
+    os.environ["TORCH_SHOW_CPP_STACKTRACES"] = "1"
+    if not _child:  # called outside mpidist's protocol: just the body
+        getattr(self, test_name)()
+        return
+    child = _child[-1]
+    torch_cd = sys.modules[TORCH_MODULE]
+    try:
+        getattr(self, test_name)()
+    except unittest.SkipTest as exc:
+        child.skip = exc
+        sys.exit(torch_cd.TEST_SKIPS["generic"].exit_code)
+    except Exception as exc:
+        child.error = exc
+        sys.exit(torch_cd.MultiProcessTestCase.TEST_ERROR_EXIT_CODE)
+    if self.destroy_pg_upon_exit:
+        destroy_groups()
+
+
+def run_as_child(self: Any, fn: Callable[[], None]) -> int | None:
+    """Run the test the way torch's child runs it: the class's ``_run`` with this
+    rank, the test's name and the agreed ``file_name``.
+
+    Raises the body's exception or skip as the body raised it; returns the
+    child's exit code otherwise, or None if the test left the protocol early
+    with an exception of its own (then raised). The process group is gone after.
+    """
+    child = _Child()
+    _child.append(child)
+    name = self.id().rsplit(".", 1)[-1]
+    code: int = 0
+    try:
+        type(self)._run(self.rank, name, self.file_name, None,
+                        fake_pg=getattr(self, "fake_pg", False))
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    finally:
+        _child.pop()
+        destroy_groups()
+    if child.error is not None:
+        raise child.error
+    if child.skip is not None:
+        raise child.skip
+    return code
+
+
+def judge_exit(self: Any, fn: Callable[[], None], code: int) -> unittest.SkipTest | None:
+    """torch's ``_check_return_codes`` for this rank's exit ``code`` (no error).
+
+    Returns the skip to raise, or None for a pass; raises AssertionError where
+    torch's parent fails the test. A rank other than 0 never fails here: torch
+    reads the first process's code only (the merge does the same).
+    """
+    if fn in getattr(self, "skip_return_code_checks", ()):
+        return None
+    skip = skip_for_exit(code)
+    if skip is not None:
+        return skip
+    expected = getattr(self, "special_return_code_checks", {}).get(fn, 0)
+    if code != expected and self.rank == 0:
+        raise AssertionError(f"Expected exit code {expected} but got {code} "
+                             f"(rank {self.rank}'s torch test process)")
+    return None
+
+
+# -- what a long-lived rank must put back -------------------------------------------
+
+_BACKEND_FLAGS = (
+    ("torch.backends.cudnn", ("enabled", "benchmark", "deterministic", "allow_tf32")),
+    ("torch.backends.cuda.matmul", ("allow_tf32", "allow_fp16_reduced_precision_reduction")),
+    ("torch.backends.mkldnn", ("enabled",)),
+)
+
+
+@dataclass
+class Snapshot:
+    """The environment and ``torch.backends`` flags before a torch-class test.
+
+    torch's children start from the parent's environment at spawn time and
+    default flags; whatever a test (or its ``setUp``, which runs in the parent)
+    changes dies with them. A rank runs every test in one process, so
+    ``restore`` undoes it.
+    """
+
+    environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    flags: list[tuple[Any, str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if "torch" not in sys.modules:
+            return
+        for module_name, names in _BACKEND_FLAGS:
+            owner = _resolve(module_name)
+            for name in names:
+                with contextlib.suppress(Exception):
+                    self.flags.append((owner, name, getattr(owner, name)))
+
+    def restore(self) -> None:
+        """Put back every variable and flag as it was."""
+        for key in [k for k in os.environ if k not in self.environ]:
+            del os.environ[key]
+        for key, value in self.environ.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+        for owner, name, value in self.flags:
+            with contextlib.suppress(Exception):
+                if getattr(owner, name) != value:
+                    setattr(owner, name, value)
+
+
+def _resolve(dotted: str) -> Any:
+    import importlib
+
+    head, _, attr = dotted.rpartition(".")
+    with contextlib.suppress(ImportError):
+        return importlib.import_module(dotted)
+    return getattr(importlib.import_module(head), attr)
