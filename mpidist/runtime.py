@@ -191,9 +191,10 @@ def init(
 
 
 def _register_mpi4py() -> None:
-    from .backends.mpi4py import register
+    from .backends.mpi4py import register, stand_in
 
     register()  # new_group(backend="mpi4py") works whatever the default group
+    stand_in.install()  # backend="mpi" too, on a torch built without MPI
 
 
 def _agree_on_auto(rt: Runtime) -> tuple[str, str]:

@@ -68,7 +68,14 @@ register_backend(Backend("nccl", _dist_has("is_nccl_available"), True,
                          "install a CUDA build of torch on a machine with NVIDIA GPUs"))
 register_backend(Backend("ucc", _dist_has("is_ucc_available"), False,
                          "build torch with USE_UCC=1"))
-register_backend(Backend("mpi", _dist_has("is_mpi_available"), False,
+def _torch_has_mpi() -> bool:
+    """torch's own MPI backend (not mpidist's stand-in for it, ``mpi4py.stand_in``)."""
+    from .mpi4py import stand_in
+
+    return not stand_in.installed() and _dist_has("is_mpi_available")()
+
+
+register_backend(Backend("mpi", _torch_has_mpi, False,
                          "build torch from source against your MPI (USE_MPI=1)"))
 register_backend(Backend("mpi4py", lambda: True, False, "mpidist's MPI process group"))
 

@@ -43,3 +43,41 @@ def test_default_group_is_mpi4py():
         "backend: mpidist's MPI process group)*",
         "* 1 passed in *",
     ])
+
+
+def test_torch_mpi_backend_name_is_served_on_a_torch_without_mpi(job):
+    """Code written for torch's MPI backend (``init_process_group("mpi")``, as torch's
+    own MPI-backend tests do) runs on stock torch under --with-mpi."""
+    torch = pytest.importorskip("torch")
+    job.write("test_x.py", '''
+import torch
+import torch.distributed as dist
+
+
+def test_backend_mpi():
+    assert dist.is_mpi_available()
+    dist.destroy_process_group()  # mpidist's gloo group: this test makes its own
+    dist.init_process_group("mpi")  # torch's MPI backend: rank and size come from MPI
+    try:
+        assert dist.get_backend() == "mpi"
+        assert (dist.get_rank(), dist.get_world_size()) == (
+            int(__import__("os").environ["RANK"]), 4)
+        t = torch.ones(2) * (dist.get_rank() + 1)
+        dist.all_reduce(t)
+        assert t.tolist() == [10.0, 10.0]
+        pair = dist.new_group([1, 3])  # made by its members
+        if dist.get_rank() in (1, 3):
+            u = torch.ones(1) * dist.get_rank()
+            dist.all_reduce(u, group=pair)
+            assert u.item() == 4.0
+            assert dist.get_backend(pair) == "mpi"
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+''')
+    result = job.run(4, "-p", "no:randomly")
+    if torch.distributed.is_mpi_available():  # a source build with MPI: torch's own
+        assert result.returncode in (0, 1)
+        return
+    assert result.returncode == 0, result.stdout[-3000:]
+    result.lines.fnmatch_lines(["* 1 passed in *"])

@@ -26,9 +26,9 @@ def torch_run(make_job) -> tuple[MPIResult, Path]:
                    timeout=400), job.path
 
 
-def outcome(result: MPIResult, name: str) -> str:
+def outcome(result: MPIResult, name: str, module: str = "test_torch_style.py") -> str:
     found = [line.split()[1] for line in result.stdout.splitlines()
-             if line.startswith(f"test_torch_style.py::{name} ")]
+             if line.startswith(f"{module}::{name} ")]
     assert found, f"{name} not reported"
     return found[-1]  # after any SUBPASSED lines
 
@@ -37,7 +37,7 @@ def test_the_run_ends_with_the_right_totals(torch_run):
     result, _ = torch_run
     assert result.returncode == 1  # exactly one test fails, on one rank
     ran = len(NCCL_TESTS) if HAS_NCCL else 0
-    result.lines.fnmatch_lines([f"*= 1 failed, {18 + ran} passed, {13 - ran} skipped, "
+    result.lines.fnmatch_lines([f"*= 1 failed, {19 + ran} passed, {12 - ran} skipped, "
                                 "2 subtests passed in *"])
 
 
@@ -51,6 +51,7 @@ def test_the_run_ends_with_the_right_totals(torch_run):
     "test_with_nccl_blocking_wait", "test_with_dist_debug_levels",
     *(NCCL_TESTS if HAS_NCCL else []),
     "test_debug_levels_each_ran_and_were_restored", "test_assert_on_rank",
+    "test_requires_mpi",
 ])
 def test_passes(torch_run, name):
     assert outcome(torch_run[0], name) == "PASSED"
@@ -99,7 +100,6 @@ def test_collective_skips_name_ranks_and_reasons(torch_run):
         "SKIPPED * Need at least 1 CUDA device (this node has 0) (on ranks 0-1/4 (host *))",
         *([] if HAS_NCCL else
           ["SKIPPED * c10d was not compiled with the NCCL backend (on ranks 0-3/4 (host *))"]),
-        "SKIPPED * c10d was not compiled with the MPI backend (on ranks 0-3/4 (host *))",
         "SKIPPED * CUDA is not available. (on ranks 0-3/4 (host *))",
         "SKIPPED * Skipped due to small world size (4 < 8). (on ranks 0-3/4 (host *))",
     ])
@@ -137,3 +137,102 @@ class TestUneven(MultiProcessTestCase):
     assert "rank 1/2" in output and "Need at least 2 CUDA devices" in output, output
     case = result.testcases()["test_uneven"]
     assert case.find("failure") is not None
+
+
+PROTOCOL_SUITE = '''
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+from torch.testing._internal.common_distributed import (
+    MultiProcessTestCase,
+    cleanup_temp_dir,
+    initialize_temp_directories,
+)
+
+
+def test_before():
+    assert "LEAKED_BY_SETUP" not in os.environ
+
+
+class TestOwnRun(MultiProcessTestCase):
+    """Shaped like torch's TestDistBackend: its own _run, TEMP_DIR made in setUp."""
+
+    def setUp(self):
+        super().setUp()
+        initialize_temp_directories()
+        os.environ["LEAKED_BY_SETUP"] = "1"
+        torch.backends.cudnn.flags(enabled=True, allow_tf32=False).__enter__()
+        self._spawn_processes()
+
+    def tearDown(self):
+        cleanup_temp_dir()
+        super().tearDown()
+
+    @property
+    def world_size(self):
+        return 2
+
+    @property
+    def destroy_pg_upon_exit(self):
+        return False  # _run destroys it, as TestDistBackend's does
+
+    @classmethod
+    def _run(cls, rank, test_name, file_name, pipe, **kwargs):
+        self = cls(test_name)
+        self.rank, self.file_name = rank, file_name
+        dist.init_process_group("gloo", init_method=os.environ["INIT_METHOD"], rank=rank,
+                                world_size=2)
+        open(os.path.join(os.environ["TEMP_DIR"], "barrier", f"r{rank}"), "w").close()
+        self.run_test(test_name, pipe)
+        dist.destroy_process_group()
+        sys.exit(0)
+
+    def test_runs_in_the_classes_run_on_a_fresh_instance(self):
+        dist.barrier()  # the group _run made
+        barrier = os.path.join(os.environ["TEMP_DIR"], "barrier")
+        self.assertEqual(sorted(os.listdir(barrier)), ["r0", "r1"])  # one agreed TEMP_DIR
+        self.assertFalse(hasattr(self, "processes"))  # no setUp on the child's instance
+
+    def test_skip_on_rank_1_only_is_torchs_pass(self):
+        if self.rank == 1:
+            self.skipTest("rank 1 only")
+
+    def test_exit_code_on_rank_1_is_ignored_as_by_torch(self):
+        if self.rank == 1:
+            sys.exit(3)
+
+    def test_exit_code_on_rank_0_fails(self):
+        if self.rank == 0:
+            sys.exit(3)
+
+
+def test_after():
+    assert "LEAKED_BY_SETUP" not in os.environ  # what the child took with it
+    assert "TORCH_SHOW_CPP_STACKTRACES" not in os.environ
+    assert torch.backends.cudnn.allow_tf32  # the flag setUp entered is back
+    t = torch.ones(1)
+    dist.all_reduce(t)  # mpidist's default group is back
+    assert t.item() == dist.get_world_size()
+'''
+
+
+def test_torchs_child_protocol_verdict_and_clean_up(job):
+    pytest.importorskip("expecttest", reason="torch's testing modules need expecttest")
+    job.write("test_protocol.py", PROTOCOL_SUITE)
+    result = job.run(2, "-v", "-p", "no:randomly", "-rA", timeout=200)
+    assert result.returncode == 1
+    for name in ("test_before", "TestOwnRun::test_runs_in_the_classes_run_on_a_fresh_instance",
+                 "TestOwnRun::test_skip_on_rank_1_only_is_torchs_pass",
+                 "TestOwnRun::test_exit_code_on_rank_1_is_ignored_as_by_torch", "test_after"):
+        assert outcome(result, name, "test_protocol.py") == "PASSED", name
+    assert outcome(result, "TestOwnRun::test_exit_code_on_rank_0_fails",
+                   "test_protocol.py") == "FAILED"
+    case = result.testcases()["test_skip_on_rank_1_only_is_torchs_pass"]
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["mpi_outcomes"] == "passed=0;skipped=1"
+    result.lines.fnmatch_lines([
+        "FAILED test_protocol.py::TestOwnRun::test_exit_code_on_rank_0_fails - "
+        "[[]rank 0/2 (host *)] AssertionError: Expected exit code 0 but got 3*",
+    ])

@@ -42,14 +42,15 @@ T = TypeVar("T")
 class MPI4PyProcessGroup(dist.ProcessGroup):
     """A torch.distributed group whose collectives are MPI calls on its own communicator."""
 
-    def __init__(self, comm: MPI.Comm, rank: int, size: int) -> None:
+    def __init__(self, comm: MPI.Comm, rank: int, size: int, backend: str = NAME) -> None:
         super().__init__(rank, size)  # type: ignore[call-arg]  # stubs: (store, rank, size)
         self.comm = comm
+        self._backend_name = backend  # "mpi" where it stands in for torch's MPI backend
         self._name = self._desc = ""
 
     # torch asks a group's backends for these; this group is its own backend
     def getBackendName(self) -> str:
-        return NAME
+        return self._backend_name
 
     def getGroupName(self) -> str:
         return self._name

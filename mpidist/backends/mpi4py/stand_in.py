@@ -1,0 +1,97 @@
+"""torch's own backend name ``"mpi"`` on a torch built without MPI (every PyPI wheel).
+
+Code written for torch's MPI backend -- ``init_process_group("mpi")``,
+``dist.is_mpi_available()``, torch's own MPI-backend tests (``BACKEND=mpi``) --
+otherwise needs a source build of torch. Under ``--with-mpi`` every rank is an
+MPI process already, so torch's MPI branch can be served by mpidist's mpi4py
+group: torch builds an MPI group through ``ProcessGroupMPI.create(ranks)``
+inside ``_new_process_group_helper``, and a Python ``ProcessGroup`` returned
+there becomes the group itself. ``install`` puts a stand-in for that class in
+torch's c10d module, hands it the group's store, rank and size (which
+``create`` is not given) from a wrapper around the helper, and says MPI is
+available. The group's backend name stays ``"mpi"`` (``dist.get_backend()``),
+as code written for torch's MPI backend expects. A torch that has MPI keeps it.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = ["install", "installed"]
+
+_pending: list[SimpleNamespace] = []  # the group being made, while torch's helper runs
+_state = {"installed": False}
+
+
+class _ProcessGroupMPIStandIn:
+    """What torch's MPI branch calls: ``create(global_ranks_in_group)``.
+
+    As torch's ``ProcessGroupMPI``: the default group (no ranks) is every MPI
+    process, in MPI rank order (torch passes no store, rank or size for it); a
+    subgroup is its members in the order given, made by the members alone.
+    """
+
+    @staticmethod
+    def create(ranks: list[int]) -> Any:
+        import zlib
+
+        from mpi4py import MPI
+
+        from .group import MPI4PyProcessGroup
+
+        world = MPI.COMM_WORLD
+        if not ranks:
+            comm = world.Dup()
+        else:
+            name = str(_pending[-1].group_id) if _pending else ",".join(map(str, ranks))
+            group = world.Get_group().Incl(list(ranks))
+            try:
+                comm = world.Create_group(group, zlib.crc32(name.encode()) % 32768)
+            finally:
+                group.Free()
+            if comm == MPI.COMM_NULL:
+                return None
+        return MPI4PyProcessGroup(comm, comm.Get_rank(), comm.Get_size(), backend="mpi")
+
+
+def installed() -> bool:
+    """Whether ``"mpi"`` is served by mpidist's group in this process."""
+    return _state["installed"]
+
+
+def install() -> bool:
+    """Serve ``backend="mpi"`` with mpidist's mpi4py group if torch has no MPI backend
+    (idempotent). Returns whether the stand-in is in place."""
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d as c10d
+
+    if _state["installed"]:
+        return True
+    if c10d.is_mpi_available():  # torch's own MPI: never replaced
+        return False
+    helper = c10d._new_process_group_helper
+
+    @functools.wraps(helper)
+    def new_group_helper(group_size: int, group_rank: int, global_ranks_in_group: list[int],
+                         backend: Any, store: Any, group_name: Any, *args: Any,
+                         **kwargs: Any) -> Any:
+        _pending.append(SimpleNamespace(store=store, group_rank=group_rank,
+                                        group_size=group_size, group_id=group_name))
+        try:
+            return helper(group_size, group_rank, global_ranks_in_group, backend, store,
+                          group_name, *args, **kwargs)
+        finally:
+            _pending.pop()
+
+    def is_mpi_available() -> bool:
+        """True: ``backend="mpi"`` is mpidist's mpi4py group under ``--with-mpi``."""
+        return True
+
+    c10d._new_process_group_helper = new_group_helper
+    c10d.ProcessGroupMPI = _ProcessGroupMPIStandIn  # type: ignore[misc]
+    c10d.is_mpi_available = is_mpi_available
+    dist.is_mpi_available = is_mpi_available
+    _state["installed"] = True
+    return True
