@@ -14,6 +14,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PEERS_VENV = HERE / ".venv-peers"
 TORCH = os.environ.get("MPIDIST_TORCH", "torch==2.13.0")
+#: the suites' pytest.ini: the same plugins for every runner (mpidist's venv also has the
+#: ones tests/integration/test_plugins.py uses; pytest-randomly would reseed every test)
+PYTEST_INI = ("[pytest]\naddopts = -p no:cacheprovider -q -p no:randomly -p no:cov "
+              "-p no:xdist -p no:rerunfailures\n")
 
 
 def peers_python() -> str:

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import env, median, mpirun, peers_python
+from _common import PYTEST_INI, env, median, mpirun, peers_python
 
 SUBTESTS = '''
 import unittest
@@ -101,7 +101,7 @@ def main() -> None:
         for name, source in (("test_subtests.py", SUBTESTS), ("test_params.py", PARAMS),
                              ("test_output.py", OUTPUT), ("test_plain.py", PLAIN)):
             (root / name).write_text(source)
-        (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider -q\n")
+        (root / "pytest.ini").write_text(PYTEST_INI)
         times: dict[tuple[str, int], list[float]] = {}
         seen: dict[tuple[str, int], dict[str, int]] = {}
         for n in ranks:  # one untimed run of each first: caches warm for both alike

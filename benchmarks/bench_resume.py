@@ -16,7 +16,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from _common import GLOO_CONFTEST, isolate_python, timed
+from _common import GLOO_CONFTEST, PYTEST_INI, isolate_python, timed
 
 RANKS = 4
 
@@ -46,7 +46,7 @@ def main() -> None:
         ours, theirs = root / "ours", root / "theirs"
         for path in (ours, theirs):
             path.mkdir()
-            (path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider -q\n")
+            (path / "pytest.ini").write_text(PYTEST_INI)
         body = textwrap.dedent(OURS).replace("{crash}", str(crash))
         (ours / "test_suite.py").write_text(body + "".join(
             f"\n\ndef test_{i}():\n    body({i})\n" for i in range(n)))

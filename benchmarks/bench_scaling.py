@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import median, mpirun, timed
+from _common import PYTEST_INI, median, mpirun, timed
 
 CONFTEST = '''
 import json, os, time
@@ -60,7 +60,7 @@ def main() -> None:
     ranks = [int(r) for r in args.ranks.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider -q\n")
+        (root / "pytest.ini").write_text(PYTEST_INI)
         (root / "conftest.py").write_text(CONFTEST)
         (root / "test_trivial.py").write_text(
             f"import pytest\n\n@pytest.mark.parametrize('i', range({args.tests}))\n"

@@ -4,15 +4,17 @@ agreement and the time ratio; ``--against`` compares mpidist with a committed ta
 torch's outcomes instead of running torch's runner (CI), ``--write-table`` writes one.
 
 The suites come from the installed torch wheel (imported, never copied), wired as
-torch's CI wires them (test/distributed/test_distributed_spawn.py): a module with
-``class TestDistBackendWithSpawn(TestDistBackend, DistributedTest._DistTestBase)``
-whose ``setUp`` calls ``self._spawn_processes()``, and the environment contract
-``BACKEND``, ``WORLD_SIZE``, ``TEMP_DIR`` (with its ``barrier`` directory) and
-``INIT_METHOD``. mpidist runs ``mpirun -n WORLD_SIZE python -m pytest --with-mpi``.
+torch's CI wires them: ``distributed`` as test/distributed/test_distributed_spawn.py (a
+module with ``class TestDistBackendWithSpawn(TestDistBackend,
+DistributedTest._DistTestBase)`` whose ``setUp`` calls ``self._spawn_processes()``, and
+the environment contract ``BACKEND``, ``WORLD_SIZE``, ``TEMP_DIR`` with its ``barrier``
+directory, ``INIT_METHOD``); ``rpc`` as test/distributed/rpc/test_tensorpipe_agent.py
+(its classes have world_size 4). mpidist runs ``mpirun -n WORLD_SIZE python -m pytest
+--with-mpi``.
 
 Usage:
-  python benchmarks/bench_torch_suites.py [--world-sizes 2,4] [--backends gloo,mpi]
-        [-k EXPR] [--write-table DIR] [--against DIR]
+  python benchmarks/bench_torch_suites.py [--suites distributed,rpc] [--world-sizes 2,4]
+        [--backends gloo,mpi] [-k EXPR] [--write-table DIR] [--against DIR] [--mpidist-only]
 """
 
 from __future__ import annotations
@@ -44,6 +46,21 @@ class TestDistBackendWithSpawn(TestDistBackend, DistributedTest._DistTestBase):
         super().setUp()
         self._spawn_processes()
         torch.backends.cudnn.flags(enabled=True, allow_tf32=False).__enter__()
+''',
+    # torch/test/distributed/rpc/test_tensorpipe_agent.py: RPC, dist autograd, dist
+    # optimizer, remote module, DDP under dist autograd (world_size 4, CPU)
+    "rpc": '''
+from torch.testing._internal.distributed.rpc.tensorpipe_rpc_agent_test_fixture import (
+    TensorPipeRpcAgentTestFixture,
+)
+from torch.testing._internal.distributed.rpc_utils import (
+    GENERIC_TESTS,
+    TENSORPIPE_TESTS,
+    generate_tests,
+)
+
+globals().update(generate_tests("TensorPipe", TensorPipeRpcAgentTestFixture,
+                                GENERIC_TESTS + TENSORPIPE_TESTS, __name__))
 ''',
 }
 
@@ -133,6 +150,9 @@ def main() -> int:
     parser.add_argument("--write-table", type=Path, help="write torch's outcomes here")
     parser.add_argument("--against", type=Path,
                         help="compare mpidist with the tables here; skip torch's runner")
+    parser.add_argument("--mpidist-only", action="store_true",
+                        help="no torch's runner (BACKEND=mpi on a torch without MPI, where "
+                        "it cannot run): mpidist's outcomes, each failure listed")
     parser.add_argument("--logs", type=Path, default=Path("results/torch-suites"))
     args = parser.parse_args()
     import torch
@@ -147,9 +167,16 @@ def main() -> int:
         for backend in args.backends.split(","):
             for ws in (int(w) for w in args.world_sizes.split(",")):
                 name = f"{suite}-{backend}-ws{ws}.json"
-                fig = one(suite, backend, ws, select, args.against is None, args.logs)
+                torch_too = args.against is None and not args.mpidist_only
+                fig = one(suite, backend, ws, select, torch_too, args.logs)
                 ours = fig["mpidist"]
                 assert isinstance(ours, dict)
+                if args.mpidist_only:
+                    print(f"{suite:12} {backend:7} {ws:>2} {'-':>12} {counts(ours):>14} "
+                          f"{'-':>9} {'-':>8} {float(fig['mpidist_s']):9.1f}")  # type: ignore[arg-type]
+                    for name in sorted(n for n, o in ours.items() if o == "failed"):
+                        print(f"  failed: {name}")
+                    continue
                 if args.against is not None:
                     table = json.loads((args.against / name).read_text())
                     if table["torch"] != torch.__version__:

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import GLOO_CONFTEST, median, mpirun, peers_python, timed
+from _common import GLOO_CONFTEST, PYTEST_INI, median, mpirun, peers_python, timed
 
 N_TESTS = 40
 RANKS = 4
@@ -80,7 +80,7 @@ def main() -> None:
         ours, theirs, mptc = root / "mpidist", root / "pytest_mpi", root / "mptc"
         for path in (ours, theirs, mptc):
             path.mkdir()
-            (path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider -q\n")
+            (path / "pytest.ini").write_text(PYTEST_INI)
         (ours / "test_suite.py").write_text(SUITE)
         (theirs / "test_suite.py").write_text(SUITE)
         one = SUITE.split("def test_all_reduce_1()")[0]

@@ -12,6 +12,7 @@ __all__ = [
     "BackendUnavailableError",
     "BootstrapError",
     "MpidistError",
+    "UnsupportedCollective",
     "UsageError",
 ]
 
@@ -30,3 +31,8 @@ class BootstrapError(MpidistError):
 
 class BackendUnavailableError(BootstrapError):
     """The requested torch.distributed backend is not in this torch build."""
+
+
+class UnsupportedCollective(MpidistError, NotImplementedError):
+    """mpidist's MPI process group cannot do this collective (the message says what to
+    call instead). Under torch's test protocol the test is reported as skipped with it."""

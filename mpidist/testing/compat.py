@@ -26,6 +26,7 @@ every rank with the reason. Nothing here imports torch's testing modules:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
@@ -211,6 +212,22 @@ def _share_temp_dir() -> None:
         os.environ["INIT_METHOD"] = "file://" + agreed + init[len("file://" + mine):]
 
 
+def _gone_from_barriers() -> None:
+    """This rank left torch's protocol early (an error or an exit code): torch's child
+    would be gone and its parent would end the others. Here the others live on, waiting
+    in the file barrier of TEMP_DIR (``Barrier.sync``, 10 s) for a rank that never comes;
+    mark this rank as past every barrier, so they finish the test now and report it,
+    not a peer failure that ends the job."""
+    if not _state.leftovers or os.environ.get("TEMP_DIR") != _state.leftovers[-1]:
+        return
+    agreed = _state.leftovers[-1]
+    staged = os.path.join(agreed, f".gone-{os.getpid()}")  # outside barrier/: never half-read
+    with contextlib.suppress(OSError):
+        with open(staged, "w") as out:
+            out.write(str(2**62))
+        os.replace(staged, os.path.join(agreed, "barrier", str(os.getpid())))
+
+
 def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
     torch_cd = _torch()
     main = torch_cd.MultiProcessTestCase.MAIN_PROCESS_RANK  # type: ignore[union-attr]
@@ -229,7 +246,13 @@ def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
 
 
 def _as_child(self: Any, fn: Callable[[], None]) -> None:
-    code = protocol.run_as_child(self, fn)
+    try:
+        code = protocol.run_as_child(self, fn)
+    except BaseException:
+        _gone_from_barriers()
+        raise
+    if code:
+        _gone_from_barriers()
     if code is None:
         return
     skip = protocol.judge_exit(self, fn, code)

@@ -37,6 +37,8 @@ import unittest
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import UnsupportedCollective
+
 __all__ = ["Snapshot", "child_running", "judge_exit", "run_as_child", "run_test",
            "skip_for_exit"]
 
@@ -105,6 +107,9 @@ def run_test(self: Any, test_name: str, parent_pipe: Any = None) -> None:
         getattr(self, test_name)()
     except unittest.SkipTest as exc:
         child.skip = exc
+        sys.exit(torch_cd.TEST_SKIPS["generic"].exit_code)
+    except UnsupportedCollective as exc:  # the test cannot run on mpidist's MPI group
+        child.skip = unittest.SkipTest(str(exc))
         sys.exit(torch_cd.TEST_SKIPS["generic"].exit_code)
     except Exception as exc:
         child.error = exc

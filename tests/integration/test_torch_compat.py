@@ -207,6 +207,11 @@ class TestOwnRun(MultiProcessTestCase):
         if self.rank == 0:
             sys.exit(3)
 
+    def test_a_collective_mpidists_group_lacks_is_a_skip(self):
+        from mpidist.errors import UnsupportedCollective
+
+        raise UnsupportedCollective("mpi4py backend: x_coalesced is not supported; call x")
+
 
 def test_after():
     assert "LEAKED_BY_SETUP" not in os.environ  # what the child took with it
@@ -229,6 +234,9 @@ def test_torchs_child_protocol_verdict_and_clean_up(job):
         assert outcome(result, name, "test_protocol.py") == "PASSED", name
     assert outcome(result, "TestOwnRun::test_exit_code_on_rank_0_fails",
                    "test_protocol.py") == "FAILED"
+    assert outcome(result, "TestOwnRun::test_a_collective_mpidists_group_lacks_is_a_skip",
+                   "test_protocol.py") == "SKIPPED"
+    result.lines.fnmatch_lines(["SKIPPED * mpi4py backend: x_coalesced is not supported; call x"])
     case = result.testcases()["test_skip_on_rank_1_only_is_torchs_pass"]
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props["mpi_outcomes"] == "passed=0;skipped=1"

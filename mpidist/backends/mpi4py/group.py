@@ -26,6 +26,7 @@ from torch._C._distributed_c10d import (
     ScatterOptions,
 )
 
+from ...errors import UnsupportedCollective
 from .buffers import Buf, check, fast_spec, flatten, raw, receiver, split_counts, vspec
 from .communicator import group_comm
 from .ops import AVG, Red, mpi_op
@@ -352,7 +353,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
     # -- what MPI cannot do here ----------------------------------------------------
 
     def _unsupported(self, what: str, instead: str) -> MPIWork:
-        raise NotImplementedError(f"mpi4py backend: {what} is not supported; {instead}")
+        raise UnsupportedCollective(f"mpi4py backend: {what} is not supported; {instead}")
 
     def allgather_coalesced(self, *args: Any, **kwargs: Any) -> MPIWork:
         return self._unsupported("all_gather_coalesced", "call all_gather per tensor")
