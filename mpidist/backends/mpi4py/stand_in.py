@@ -44,6 +44,8 @@ class _ProcessGroupMPIStandIn:
         world = MPI.COMM_WORLD
         if not ranks:
             comm = world.Dup()
+        elif sorted(ranks) == list(range(world.Get_size())):  # every process: no group op
+            comm = world.Split(0, list(ranks).index(world.Get_rank()))
         else:
             name = str(_pending[-1].group_id) if _pending else ",".join(map(str, ranks))
             group = world.Get_group().Incl(list(ranks))
