@@ -72,12 +72,15 @@ def gloo_group():
 
 
 def mpirun(n: int) -> list[str]:
+    """``mpirun -n N`` as the MPI on PATH spells it, oversubscription included
+    (mpidist's launcher table: Open MPI 4 and 5 spell it differently)."""
+    from mpidist.bootstrap.launchers import detect
+
     exe = shutil.which("mpirun")
     if exe is None:
         sys.exit("mpirun not found: run examples/setup_env.sh first")
-    flags = ["--oversubscribe"] if "Open MPI" in subprocess.run(
-        [exe, "--version"], capture_output=True, text=True).stdout else []
-    return [exe, "-n", str(n), *flags]
+    launcher = detect(exe)
+    return launcher.command(launcher.executable(exe), n)
 
 
 def env() -> dict[str, str]:

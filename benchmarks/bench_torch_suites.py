@@ -29,7 +29,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from _common import env
+from _common import env, mpirun
 
 SUITES = {
     # torch/test/distributed/test_distributed_spawn.py, as torch's CI runs it
@@ -90,15 +90,6 @@ def run(cmd: list[str], workdir: Path, extra: dict[str, str], log: Path) -> floa
         subprocess.run(cmd, cwd=workdir, env=extra, stdout=out, stderr=subprocess.STDOUT,
                        timeout=7200, check=False)
     return time.perf_counter() - start
-
-
-def mpirun(n: int) -> list[str]:
-    from mpidist.bootstrap.launchers import detect
-
-    exe = shutil.which("mpirun")
-    if exe is None:
-        sys.exit("mpirun not found: source examples/setup_env.sh first")
-    return detect(exe).command(exe, n)
 
 
 def one(suite: str, backend: str, world_size: int, select: list[str], torch_too: bool,

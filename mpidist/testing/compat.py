@@ -46,9 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SatOut", "install", "is_spawning_class", "participate", "ran_as_child", "sat_out"]
 
-TORCH_MODULE = "torch.testing._internal.common_distributed"
-
-
 class SatOut(unittest.SkipTest):
     """This rank is not one of the test's ``world_size`` ranks."""
 
@@ -59,7 +56,6 @@ class _State:
     tests: int = 0  # tests begun, the same count on every rank
     sat_out: bool = False  # this rank sat out the test in flight
     left_early: bool = False  # this rank left the body through a TEST_SKIPS exit code
-    torchrun_env: bool = False  # RANK/WORLD_SIZE say a torch class's sub-world
     groups: dict[int, MPI.Comm] = field(default_factory=dict)  # world_size -> its ranks
     protocol: bool = False  # the test in flight ran through torch's child protocol
     leftovers: list[str] = field(default_factory=list)  # agreed directories to remove
@@ -69,7 +65,7 @@ _state = _State()
 
 
 def _torch() -> types.ModuleType | None:
-    return sys.modules.get(TORCH_MODULE)
+    return sys.modules.get(protocol.TORCH_MODULE)
 
 
 def is_spawning_class(cls: type | None) -> bool:
@@ -105,17 +101,13 @@ def _remove_leftovers() -> None:
 
 
 def begin() -> None:
-    """The session starts a test (on every rank, so the count agrees); torchrun's
-    RANK/WORLD_SIZE are the world's again after a torch class's test set them."""
+    """The session starts a test (on every rank, so the count agrees); rank 0 removes
+    the directories the previous test's ranks agreed on."""
     _state.sat_out = _state.left_early = _state.protocol = False
     _state.tests += 1
     if runtime.current().world.rank == 0:  # every rank is past the test that used them
         _remove_leftovers()
     _state.leftovers.clear()
-    if _state.torchrun_env:
-        world = runtime.current().world
-        os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world.size), str(world.rank)
-        _state.torchrun_env = False
 
 
 def group_comm(world_size: int) -> MPI.Comm:
@@ -187,7 +179,7 @@ def _spawn_processes(self: Any) -> None:
     self.rank = rank
     self.file_name = shared_file("file")
     os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world_size), str(rank)
-    _state.torchrun_env = True  # the next test's begin() puts the world's back
+    # the testing plugin's Snapshot puts the world's back after the test
     _share_temp_dir()
 
 
@@ -247,14 +239,12 @@ def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
 
 def _as_child(self: Any, fn: Callable[[], None]) -> None:
     try:
-        code = protocol.run_as_child(self, fn)
+        code = protocol.run_as_child(self)
     except BaseException:
         _gone_from_barriers()
         raise
     if code:
         _gone_from_barriers()
-    if code is None:
-        return
     skip = protocol.judge_exit(self, fn, code)
     if skip is not None:
         _state.left_early = True

@@ -31,6 +31,7 @@ fails the test, as in torch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import unittest
@@ -118,13 +119,13 @@ def run_test(self: Any, test_name: str, parent_pipe: Any = None) -> None:
         destroy_groups()
 
 
-def run_as_child(self: Any, fn: Callable[[], None]) -> int | None:
+def run_as_child(self: Any) -> int:
     """Run the test the way torch's child runs it: the class's ``_run`` with this
     rank, the test's name and the agreed ``file_name``.
 
-    Raises the body's exception or skip as the body raised it; returns the
-    child's exit code otherwise, or None if the test left the protocol early
-    with an exception of its own (then raised). The process group is gone after.
+    Raises the body's exception or skip as the body raised it (and whatever
+    ``_run`` itself raises); returns the child's exit code otherwise. The process
+    group is gone after.
     """
     child = _Child()
     _child.append(child)
@@ -208,6 +209,7 @@ class Snapshot:
                     setattr(owner, name, value)
 
 
+@functools.cache  # once per process, not once per test
 def _resolve(dotted: str) -> Any:
     import importlib
 

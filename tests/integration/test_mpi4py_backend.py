@@ -50,6 +50,8 @@ def test_torch_mpi_backend_name_is_served_on_a_torch_without_mpi(job):
     own MPI-backend tests do) runs on stock torch under --with-mpi."""
     torch = pytest.importorskip("torch")
     job.write("test_x.py", '''
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -60,8 +62,7 @@ def test_backend_mpi():
     dist.init_process_group("mpi")  # torch's MPI backend: rank and size come from MPI
     try:
         assert dist.get_backend() == "mpi"
-        assert (dist.get_rank(), dist.get_world_size()) == (
-            int(__import__("os").environ["RANK"]), 4)
+        assert (dist.get_rank(), dist.get_world_size()) == (int(os.environ["RANK"]), 4)
         t = torch.ones(2) * (dist.get_rank() + 1)
         dist.all_reduce(t)
         assert t.tolist() == [10.0, 10.0]

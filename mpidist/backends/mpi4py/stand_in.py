@@ -7,21 +7,20 @@ MPI process already, so torch's MPI branch can be served by mpidist's mpi4py
 group: torch builds an MPI group through ``ProcessGroupMPI.create(ranks)``
 inside ``_new_process_group_helper``, and a Python ``ProcessGroup`` returned
 there becomes the group itself. ``install`` puts a stand-in for that class in
-torch's c10d module, hands it the group's store, rank and size (which
-``create`` is not given) from a wrapper around the helper, and says MPI is
-available. The group's backend name stays ``"mpi"`` (``dist.get_backend()``),
+torch's c10d module, hands it the group's name (which ``create`` is not given;
+a subgroup's MPI tag is made from it) from a wrapper around the helper, and
+says MPI is available. The group's backend name stays ``"mpi"`` (``dist.get_backend()``),
 as code written for torch's MPI backend expects. A torch that has MPI keeps it.
 """
 
 from __future__ import annotations
 
 import functools
-from types import SimpleNamespace
 from typing import Any
 
 __all__ = ["install", "installed"]
 
-_pending: list[SimpleNamespace] = []  # the group being made, while torch's helper runs
+_pending: list[str] = []  # the name of the group being made, while torch's helper runs
 _state = {"installed": False}
 
 
@@ -47,7 +46,7 @@ class _ProcessGroupMPIStandIn:
         elif sorted(ranks) == list(range(world.Get_size())):  # every process: no group op
             comm = world.Split(0, list(ranks).index(world.Get_rank()))
         else:
-            name = str(_pending[-1].group_id) if _pending else ",".join(map(str, ranks))
+            name = _pending[-1] if _pending else ",".join(map(str, ranks))
             group = world.Get_group().Incl(list(ranks))
             try:
                 comm = world.Create_group(group, zlib.crc32(name.encode()) % 32768)
@@ -79,8 +78,7 @@ def install() -> bool:
     def new_group_helper(group_size: int, group_rank: int, global_ranks_in_group: list[int],
                          backend: Any, store: Any, group_name: Any, *args: Any,
                          **kwargs: Any) -> Any:
-        _pending.append(SimpleNamespace(store=store, group_rank=group_rank,
-                                        group_size=group_size, group_id=group_name))
+        _pending.append(str(group_name))
         try:
             return helper(group_size, group_rank, global_ranks_in_group, backend, store,
                           group_name, *args, **kwargs)
