@@ -6,7 +6,12 @@ Per test, on the group's communicator (mpidist's private one for the world):
 2. ``Igather`` of the fixed-size ``Record``s (payload length + phase durations),
    a tree in every MPI, so cost grows like log P;
 3. the root posts ``Irecv`` only for ranks whose record announced a payload;
-4. after replaying, the root ``Ibcast``s a small verdict (stop now? fail now?).
+4. the root ``Ibcast``s a small verdict (stop now? fail now? run again?):
+   after replaying when a rank failed (``-x`` and plugins decide on the logged
+   report), before replaying when every rank passed and only pytest's and
+   mpidist's reporters listen (they stop a session on failures only; see
+   ``TestPipeline``), so the other ranks start the next test while the root
+   writes the report.
 
 Nonblocking operations are used so that the payload sends and the record
 gather overlap; every wait is then one blocking ``Waitall``.
@@ -116,8 +121,17 @@ class Exchange:
 
     def verdict(self, flags: Sequence[int]) -> list[int]:
         """Collective: every rank gets the root's ``flags`` (small ints)."""
+        buf, request = self.post_verdict(flags)
+        wait_all([request])
+        return list(buf)
+
+    def post_verdict(self, flags: Sequence[int]) -> tuple[array[int], MPI.Request]:
+        """``verdict`` without the wait: the root sends and goes on (it must
+        ``wait_all`` the request before its next collective on this communicator).
+        One ``Test`` starts the send now in MPIs that progress only inside calls."""
         from mpi4py import MPI
 
         buf = array("i", flags)
-        wait_all([self.comm.Ibcast([buf, MPI.INT], root=0)])
-        return list(buf)
+        request = self.comm.Ibcast([buf, MPI.INT], root=0)
+        request.Test()
+        return buf, request

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-__all__ = ["apply_markers", "timeout_of"]
+__all__ = ["apply_markers", "test_timeout", "timeout_of"]
+
+_TIMEOUT = pytest.StashKey[float]()  # read at collection, once per item
 
 
 def timeout_of(item: pytest.Item, default: float) -> float:
@@ -37,6 +39,15 @@ def timeout_of(item: pytest.Item, default: float) -> float:
     return default
 
 
+def test_timeout(item: pytest.Item, default: float) -> float:
+    """``timeout_of``, as read at collection when ``apply_markers`` saw the item."""
+    timeout = item.stash.get(_TIMEOUT, None)
+    return timeout_of(item, default) if timeout is None else timeout
+
+
+test_timeout.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
+
+
 def apply_markers(items: list[pytest.Item], world_size: int, default_timeout: float) -> None:
     """Turn the MPI markers of ``items`` into pytest's skips and xfails; validate them.
 
@@ -54,7 +65,8 @@ def apply_markers(items: list[pytest.Item], world_size: int, default_timeout: fl
             if min_size > world_size:
                 item.add_marker(pytest.mark.skip(
                     reason=f"needs {min_size} MPI ranks, the world has {world_size}"))
-        timeout_of(item, default_timeout)  # validate now: a bad marker is a usage error
+        # validated now (a bad marker is a usage error) and kept for the watchdog
+        item.stash[_TIMEOUT] = timeout_of(item, default_timeout)
         if item.get_closest_marker("mpi_skip") is not None:
             item.add_marker(pytest.mark.skip(reason="test does not work under MPI"))
         if item.get_closest_marker("mpi_xfail") is not None:

@@ -5,10 +5,12 @@ Every rank of the group runs the test through pytest's
 mid-test are held back as well, so nothing reaches a reporter on any rank
 until the group's root has every rank's result. Before the body the ranks
 agree on it (a setup skip or error on some ranks stops the body everywhere).
-The root merges the results (``merge``) and replays ONE report per phase
-(``replay``), then broadcasts whether the session must stop, so every rank
+The root merges the results (``merge``), replays ONE report per phase
+(``replay``) and broadcasts whether the session must stop, so every rank
 stops at the same test, and whether the test runs again (``reruns``), so every
-rank reruns it or none does. The watchdog is told when the test begins, when
+rank reruns it or none does -- after the replay when a rank failed, before it
+when all passed (the other ranks then start the next test while the root
+writes; see ``_exchange``). The watchdog is told when the test begins, when
 this rank is done with it (with its failure, if any) and when the group is
 past it.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import types
 from array import array
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Generator, Iterator, cast
@@ -27,12 +30,12 @@ from _pytest.reports import TestReport
 from _pytest.runner import runtestprotocol
 
 from .codec import decode, encode
-from .exchange import Exchange
-from .markers import timeout_of
+from .exchange import Exchange, wait_all
+from .markers import test_timeout
 from .merge import merge_test
 from .replay import replay
 from .reruns import mark_rerun, prepare_rerun, reruns_of
-from .results import COLLECTIVE_SKIP, LEFT_EARLY, RankResult, test_outcome
+from .results import CALL_MARKS, COLLECTIVE_SKIP, LEFT_EARLY, RankResult, test_outcome
 
 if TYPE_CHECKING:
     from ..safety.watchdog import Watchdog
@@ -50,35 +53,81 @@ _SETUP_PASSED, _SETUP_SKIPPED, _SETUP_FAILED = 0, 1, 2
 class _HeldHooks:
     """The hook relay a test sees while it runs: ``pytest_runtest_logreport`` is held."""
 
-    def __init__(self, real: Any, held: list[TestReport]) -> None:
+    def __init__(self, real: Any, held: _Held) -> None:
         self._real = real
         self._held = held
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        value = getattr(self._real, name)
+        setattr(self, name, value)  # as pytest's FSHookProxy: looked up once
+        return value
 
     def pytest_runtest_logreport(self, *, report: TestReport) -> None:
-        self._held.append(report)
+        self._held.reports.append(report)
 
 
-@contextmanager
-def _hold_logreports(session: pytest.Session) -> Iterator[list[TestReport]]:
-    """Hold every report logged during a test (pytest 9 subtests log mid-test)."""
-    held: list[TestReport] = []
-    real = session.gethookproxy
-    relays: dict[os.PathLike[str], pluggy.HookRelay] = {}  # pytest asks on every hook call
+class _Held:
+    """Every report logged during a test, held (pytest 9 subtests log mid-test).
 
-    def held_proxy(fspath: os.PathLike[str]) -> pluggy.HookRelay:
-        relay = relays.get(fspath)
-        if relay is None:
-            relay = relays[fspath] = cast(pluggy.HookRelay, _HeldHooks(real(fspath), held))
-        return relay
+    pytest asks ``session.gethookproxy`` on every ``item.ihook`` access; the
+    relays are made once per path for the whole session, so holding costs a
+    dict lookup per hook call.
+    """
 
-    session.gethookproxy = held_proxy  # type: ignore[method-assign]
-    try:
-        yield held
-    finally:
-        del session.gethookproxy
+    def __init__(self) -> None:
+        self.reports: list[TestReport] = []
+        self._relays: dict[os.PathLike[str], pluggy.HookRelay] = {}
+
+    @contextmanager
+    def hold(self, session: pytest.Session) -> Iterator[list[TestReport]]:
+        real, relays = session.gethookproxy, self._relays
+        self.reports = held = cast(list[TestReport], [])
+
+        def held_proxy(fspath: os.PathLike[str]) -> pluggy.HookRelay:
+            relay = relays.get(fspath)
+            if relay is None:
+                relay = relays[fspath] = cast(pluggy.HookRelay, _HeldHooks(real(fspath), self))
+            return relay
+
+        session.gethookproxy = held_proxy  # type: ignore[method-assign]
+        try:
+            yield held
+        finally:
+            del session.gethookproxy
+
+
+def _may_stop_on_a_pass(item: pytest.Item) -> bool:
+    """Whether a ``pytest_runtest_logreport`` outside pytest and mpidist could stop
+    the session on a passing report (pytest's own stop only on failures). Such a
+    stop cannot be undone (pytest refuses to unset ``shouldstop``), so with one
+    registered the verdict always waits for the replay."""
+    for impl in item.ihook.pytest_runtest_logreport.get_hookimpls():
+        plugin = impl.plugin
+        name = (plugin.__name__ if isinstance(plugin, types.ModuleType)
+                else type(plugin).__module__)
+        if not name.startswith(("_pytest.", "mpidist.")):
+            return True
+    return False
+
+
+def _mark_call(item: pytest.Item, reports: list[TestReport]) -> None:
+    """Put on this rank's call report what the runner and the layers above say
+    about it: a skip made by the body agreement (``COLLECTIVE_SKIP``) and the
+    item's ``CALL_MARKS``. Once per test, after the fact: a hook wrapper would
+    run for every report (each subtest's too)."""
+    agreed = item.stash.get(_AGREED, "")
+    del item.stash[_AGREED]
+    marks = item.stash.get(CALL_MARKS, ())
+    if not (agreed or marks):
+        return
+    if marks:
+        del item.stash[CALL_MARKS]
+    for report in reports:
+        if report.when == "call":
+            if agreed and report.skipped:
+                setattr(report, COLLECTIVE_SKIP, True)
+            for name in marks:
+                setattr(report, name, True)
 
 
 class TestPipeline:
@@ -103,6 +152,7 @@ class TestPipeline:
         self.output = output
         self.default_timeout = default_timeout
         self.index = 0  # number of the test in flight, the same on every rank
+        self._held = _Held()
 
     def _agree_on_body(self, item: pytest.Item, status: int, reason: str) -> str:
         """Collective over the group, once per test: "" if every rank may run the
@@ -137,15 +187,6 @@ class TestPipeline:
             pytest.skip(verdict)
         return (yield)
 
-    @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, TestReport, TestReport]:
-        report = yield
-        if call.when == "call" and item.stash.get(_AGREED, "") and report.skipped:
-            setattr(report, COLLECTIVE_SKIP, True)
-        return report
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
         reruns, delay = reruns_of(item)
@@ -164,10 +205,10 @@ class TestPipeline:
         """One attempt at the test on every rank of the group; whether it runs again."""
         group, watchdog = self.group, self.watchdog
         self.index += 1
-        watchdog.begin(self.index, item, timeout_of(item, self.default_timeout), group.ranks)
+        watchdog.begin(self.index, item, test_timeout(item, self.default_timeout), group.ranks)
         if group.is_root:
             item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        with _hold_logreports(item.session) as subtests:
+        with self._held.hold(item.session) as subtests:
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
         if _AGREED not in item.stash:  # the body never started here: agree anyway
             setup = reports[0]
@@ -175,7 +216,7 @@ class TestPipeline:
                       _SETUP_SKIPPED if setup.skipped else _SETUP_PASSED)
             reason = setup.longrepr[2] if isinstance(setup.longrepr, tuple) else ""
             self._agree_on_body(item, status, reason.removeprefix("Skipped: "))
-        del item.stash[_AGREED]
+        _mark_call(item, reports)
         # A failure is never compact: the payload serialized for the exchange is
         # the one the watchdog sends if the test then hangs (serialized once); the
         # root serializes only then, since it keeps its own objects. A rank that
@@ -213,10 +254,20 @@ class TestPipeline:
             decode(self.config, rank, rec, data)
             for rank, (rec, data) in enumerate(gathered) if rank]
         merged = merge_test(self.group, results)
-        again = may_rerun and any(r.failed for r in merged)
+        failed = any(r.failed for r in merged)
+        again = may_rerun and failed
         if may_rerun or attempt:
             mark_rerun(merged, attempt, again)
-        replay(item.ihook, item.nodeid, item.location, merged, started=True)
         session = item.session
-        return self.exchange.verdict([int(bool(session.shouldfail)),
-                                      int(bool(session.shouldstop)), int(again)])
+        if failed or session.shouldfail or session.shouldstop or _may_stop_on_a_pass(item):
+            replay(item.ihook, item.nodeid, item.location, merged, started=True)
+            return self.exchange.verdict([int(bool(session.shouldfail)),
+                                          int(bool(session.shouldstop)), int(again)])
+        # Every rank passed, and the reporters are pytest's and mpidist's, which stop
+        # a session only on a failure (-x, --maxfail, --sw): the verdict is known
+        # before the replay, so it goes first and the other ranks start the next
+        # test while the root writes the report.
+        buf, request = self.exchange.post_verdict([0, 0, 0])
+        replay(item.ihook, item.nodeid, item.location, merged, started=True)
+        wait_all([request])
+        return list(buf)

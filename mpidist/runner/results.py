@@ -17,11 +17,13 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
+import pytest
+
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
-__all__ = ["ABNORMAL", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES", "ROOT_DECIDES", "SAT_OUT",
-           "RankResult",
+__all__ = ["ABNORMAL", "CALL_MARKS", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES", "ROOT_DECIDES",
+           "SAT_OUT", "RankResult",
            "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
 PHASES = ("setup", "call", "teardown")
@@ -38,6 +40,9 @@ LEFT_EARLY = "mpi_left_early"
 #: rank's outcome is the test's, others count only if they failed (torch's
 #: ``_check_return_codes`` reads the first process's exit code)
 ROOT_DECIDES = "mpi_root_decides"
+#: item stash key: the attributes above that a layer wants on this rank's call
+#: report (the pipeline sets them once per test, not in a hook run per report)
+CALL_MARKS = pytest.StashKey[tuple[str, ...]]()
 #: on the merged call report of a test that ended the job (timeout,
 #: peer-failure, terminated): the journal records it, ``mpidist run`` resumes
 ABNORMAL = "mpi_abnormal"

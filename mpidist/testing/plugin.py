@@ -10,12 +10,13 @@ the testing layer. Inert without ``--with-mpi``. With it:
   back to the world's), and the default group mpidist started goes down before
   a torch spawning class (which starts its own) and comes back before the next
   other test;
-* each call report says whether this rank sat the test out (``SAT_OUT``: the
-  merge leaves it out), left the body through torch's skip exit code
-  (``LEFT_EARLY``: the watchdog treats it as a failure, so ranks waiting for
-  it get ``--mpi-peer-grace`` instead of a hang), or ran torch's child protocol
-  (``ROOT_DECIDES``: the first rank's outcome is the test's unless a rank
-  failed, as torch's ``_check_return_codes`` reads the first process's code);
+* each call report says (``CALL_MARKS``, set once the body ends) whether this
+  rank sat the test out (``SAT_OUT``: the merge leaves it out), left the body
+  through torch's skip exit code (``LEFT_EARLY``: the watchdog treats it as a
+  failure, so ranks waiting for it get ``--mpi-peer-grace`` instead of a hang),
+  or ran torch's child protocol (``ROOT_DECIDES``: the first rank's outcome is
+  the test's unless a rank failed, as torch's ``_check_return_codes`` reads the
+  first process's code);
 * a torch class's test leaves the environment and ``torch.backends`` flags as
   it found them (``protocol.Snapshot``): its children would have taken their
   changes with them.
@@ -29,7 +30,7 @@ import pytest
 
 from ..bootstrap import settings
 from ..bootstrap.settings import setting
-from ..runner.results import LEFT_EARLY, ROOT_DECIDES, SAT_OUT
+from ..runner.results import CALL_MARKS, LEFT_EARLY, ROOT_DECIDES, SAT_OUT
 
 __all__: list[str] = []
 
@@ -74,16 +75,16 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Generator[None, Any, Any]:
-    report = yield
-    if call.when == "call" and _active(item.config):
-        from . import compat
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    if not _active(item.config):
+        return (yield)
+    from . import compat
 
-        if report.skipped and compat.sat_out():
-            setattr(report, SAT_OUT, True)
-        if compat.left_early():
-            setattr(report, LEFT_EARLY, True)
-        if compat.ran_as_child():
-            setattr(report, ROOT_DECIDES, True)
-    return report
+    try:
+        return (yield)
+    finally:  # read by the pipeline when it makes this rank's result
+        marks = ((SAT_OUT,) if compat.sat_out() else ()) + (  # SatOut is a skip
+            (LEFT_EARLY,) if compat.left_early() else ()) + (
+            (ROOT_DECIDES,) if compat.ran_as_child() else ())
+        if marks:
+            item.stash[CALL_MARKS] = marks

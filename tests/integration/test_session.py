@@ -50,6 +50,41 @@ def test_c():
     result.lines.fnmatch_lines(["*stopping after 2 failures*", "*2 failed in*"])
 
 
+def test_a_stop_on_a_passing_report_ends_every_rank_at_the_same_test(job):
+    # The verdict of a test every rank passed leaves before rank 0's replay unless a
+    # reporter outside pytest and mpidist could stop the session on it: this one
+    # does, so every rank stops after test_a (none waits in test_b's collective).
+    job.write("conftest.py", """
+SESSION = []
+
+def pytest_sessionstart(session):
+    SESSION.append(session)
+
+def pytest_runtest_logreport(report):  # only rank 0 logs
+    if report.when == "call" and report.passed and report.nodeid.endswith("test_a"):
+        SESSION[0].shouldstop = "a plugin stopped after test_a"
+""")
+    job.write("test_x.py", RANK + '''
+import pathlib
+import torch.distributed as dist
+
+def test_a():
+    pass
+
+def test_b():
+    pathlib.Path(f"ran-b-{RANK}").write_text("")
+    dist.barrier()
+
+def test_c():
+    pathlib.Path(f"ran-c-{RANK}").write_text("")
+    dist.barrier()
+''')
+    result = job.run(2, timeout=120)
+    assert result.returncode == 2, result.stdout  # interrupted, on every rank
+    result.lines.fnmatch_lines(["*a plugin stopped after test_a*", "*1 passed*"])
+    assert not list(job.path.glob("ran-*")), "a rank ran a test after the stop"
+
+
 def test_divergent_collection_is_one_usage_error(job):
     job.write("test_x.py", RANK + '''
 import pytest
