@@ -11,9 +11,14 @@ log, if any).
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
+import struct
 import sys
+import termios
 import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,7 +29,7 @@ from ..bootstrap import settings
 from ..bootstrap.settings import setting
 from ..errors import MpidistError
 
-__all__ = ["OUTPUT", "RankOutput", "start"]
+__all__ = ["OUTPUT", "RankOutput", "drain", "start"]
 
 
 class RankOutput:
@@ -144,3 +149,28 @@ def start(config: pytest.Config, namespace: Any) -> RankOutput:
         raise
     config.stash[OUTPUT] = RankOutput(world.rank, log_dir, show)
     return config.stash[OUTPUT]
+
+
+def drain(limit: float = 2.0) -> None:
+    """Flush, then wait (at most ``limit`` s) until the launcher has read what this
+    process wrote to its stdout and stderr pipes.
+
+    Before ``MPI_Abort`` or a hard exit: a launcher tears the job down on either
+    and drops what its forwarder had not read yet -- rank 0's report, cut after
+    its first lines (seen under MPICH). ``FIONREAD`` counts the bytes still in a
+    pipe from either end; other kinds of output (a file, a terminal) need no wait.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    deadline = time.monotonic() + limit
+    for fd in (1, 2):
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                continue
+            while time.monotonic() < deadline:
+                unread = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+                if unread <= 0:
+                    break
+                time.sleep(0.01)
+        except OSError:
+            continue

@@ -33,7 +33,7 @@ from .collection import CollectionAgreement
 from .companions import check_companions, share_coverage
 from .failures import describe_hang, failed_reports
 from .group import Group
-from .output import start
+from .output import drain, start
 from .pipeline import TestPipeline
 from .replay import replay
 
@@ -181,7 +181,7 @@ class MPISession:
                 session.shouldstop = "mpidist: the job was terminated (SIGTERM)"
                 self.config.hook.pytest_sessionfinish(
                     session=session, exitstatus=pytest.ExitCode.INTERRUPTED)
-        sys.stdout.flush()
+        drain(limit=1.0)  # the launcher may kill soon after SIGTERM
         keeper.mark_done()
         os._exit(128 + 15)
 
@@ -220,6 +220,7 @@ class MPISession:
         keeper.mark_done()
         print(f"mpidist: ending the job after {hang.why} in {where} (MPI_Abort)",
               file=sys.stderr, flush=True)
+        drain()  # what the launcher has not read yet would be lost with the job
         from mpi4py import MPI
 
         MPI.COMM_WORLD.Abort(int(pytest.ExitCode.TESTS_FAILED))
