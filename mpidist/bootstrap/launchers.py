@@ -16,6 +16,7 @@ SIGKILL, so no rank could report before the kill arrives.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -88,10 +89,7 @@ class Launcher:
             return cmd
         # Hydra: MPICH and Intel MPI
         if hosts and self.key == "impi":  # its -hosts ignores counts; a machinefile keeps them
-            fd, machinefile = tempfile.mkstemp(prefix="mpidist-hosts-", text=True)
-            with os.fdopen(fd, "w") as out:
-                out.writelines(f"{host}:{count}\n" for host, count in hosts)
-            cmd += ["-machinefile", machinefile]
+            cmd += ["-machinefile", _machinefile(hosts)]
         elif hosts:
             cmd += ["-hosts", ",".join(f"{host}:{count}" for host, count in hosts)]
         if forward:
@@ -102,6 +100,20 @@ class Launcher:
         if iface:
             cmd += ["-iface", iface]
         return cmd
+
+
+def _machinefile(hosts: Sequence[tuple[str, int]]) -> str:
+    """A machinefile named by its content: the same layout reuses one file, so
+    launches leave no new temporary files behind (the command outlives this call)."""
+    text = "".join(f"{host}:{count}\n" for host, count in hosts)
+    name = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"mpidist-hosts-{name}")
+    if not os.path.exists(path):
+        fd, partial = tempfile.mkstemp(prefix="mpidist-hosts-", text=True)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(partial, path)  # whole or absent, for a concurrent launch
+    return path
 
 
 _ROOT = (("OMPI_ALLOW_RUN_AS_ROOT", "1"), ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"))

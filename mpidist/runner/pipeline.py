@@ -96,6 +96,11 @@ class _Held:
             del session.gethookproxy
 
 
+#: reporters known to stop a session on failures only: pytest's, mpidist's, and
+#: pytest-rerunfailures' (its hook, with xdist installed, tidies the stats)
+_PASSIVE_REPORTERS = ("_pytest.", "mpidist.", "pytest_rerunfailures")
+
+
 def _may_stop_on_a_pass(item: pytest.Item) -> bool:
     """Whether a ``pytest_runtest_logreport`` outside pytest and mpidist could stop
     the session on a passing report (pytest's own stop only on failures). Such a
@@ -105,7 +110,7 @@ def _may_stop_on_a_pass(item: pytest.Item) -> bool:
         plugin = impl.plugin
         name = (plugin.__name__ if isinstance(plugin, types.ModuleType)
                 else type(plugin).__module__)
-        if not name.startswith(("_pytest.", "mpidist.")):
+        if not name.startswith(_PASSIVE_REPORTERS):
             return True
     return False
 

@@ -165,6 +165,7 @@ class Watchdog:
         self._main = threading.get_ident()
         self._test: _Test | None = None
         self._keys_seen = -1  # the store's key count when rank 0 last looked for deaths
+        self._tick_keys: int | None = None  # this tick's count (``_key_count``)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mpidist-watchdog",
                                         daemon=True)
@@ -201,8 +202,15 @@ class Watchdog:
 
     # -- watchdog thread -------------------------------------------------------------
 
+    def _key_count(self) -> int:
+        """The store's key count, asked once per tick (deaths and failures both look)."""
+        if self._tick_keys is None:
+            self._tick_keys = self.store.size()
+        return self._tick_keys
+
     def _run(self) -> None:
         while not self._stop.wait(TICK):
+            self._tick_keys = None
             test = self._test
             try:
                 if self.on_hang is not None and self._a_rank_died(test):
@@ -247,7 +255,7 @@ class Watchdog:
         """Rank 0: a keeper posted that its rank died (``safety.keeper``); report it.
         Looked for when the store's key count changed, so a healthy run pays one
         count per tick on rank 0."""
-        keys = self.store.size()
+        keys = self._key_count()
         if keys == self._keys_seen:
             return False
         self._keys_seen = keys
@@ -276,7 +284,7 @@ class Watchdog:
 
     def _a_member_failed(self, test: _Test) -> bool:
         """Whether a member posted a signed failure (looked for when keys were added)."""
-        keys = self.store.size()
+        keys = self._key_count()
         if keys == test.keys_seen:
             return False
         test.keys_seen = keys

@@ -149,9 +149,7 @@ def shared_file(tag: str) -> str:
 
 def _run_here(self: Any, fn: Callable[[], Any]) -> None:
     """Run a ``MultiProcContinuousTest`` body as this rank, the way its worker does."""
-    common_utils = sys.modules.get("torch.testing._internal.common_utils")
-    if common_utils is not None:
-        common_utils.set_rng_seed()  # every rank the same seed, as torch's children
+    protocol.seed_like_torch()
     try:
         fn()
     except SystemExit as exc:

@@ -41,7 +41,7 @@ from typing import Any, Callable
 from ..errors import UnsupportedCollective
 
 __all__ = ["Snapshot", "child_running", "judge_exit", "run_as_child", "run_test",
-           "skip_for_exit"]
+           "seed_like_torch", "skip_for_exit"]
 
 TORCH_MODULE = "torch.testing._internal.common_distributed"
 
@@ -87,6 +87,13 @@ def destroy_groups() -> None:
             dist.destroy_process_group()
 
 
+def seed_like_torch() -> None:
+    """Every rank the same seed before a body, as torch's children get."""
+    common_utils = sys.modules.get("torch.testing._internal.common_utils")
+    if common_utils is not None:
+        common_utils.set_rng_seed()
+
+
 def run_test(self: Any, test_name: str, parent_pipe: Any = None) -> None:
     """torch's ``MultiProcessTestCase.run_test`` without a process to exit.
 
@@ -95,9 +102,7 @@ def run_test(self: Any, test_name: str, parent_pipe: Any = None) -> None:
     ``run_test`` in a subclass's ``_run`` (its barrier, its
     ``destroy_process_group``) is skipped exactly as it is under torch.
     """
-    common_utils = sys.modules.get("torch.testing._internal.common_utils")
-    if common_utils is not None:
-        common_utils.set_rng_seed()  # every rank the same seed, as torch's children
+    seed_like_torch()
     os.environ["TORCH_SHOW_CPP_STACKTRACES"] = "1"
     if not _child:  # called outside mpidist's protocol: just the body
         getattr(self, test_name)()

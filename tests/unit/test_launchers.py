@@ -27,6 +27,18 @@ def test_hydra_spells_hosts_agent_and_interface_its_own_way():
     assert LAUNCHERS["srun"].command("srun", 4) == ["srun", "--ntasks=4", "--mpi=pmix"]
 
 
+def test_intel_mpi_keeps_host_counts_in_one_machinefile_per_layout():
+    layout = [("n1", 2), ("n2", 1)]
+    first = LAUNCHERS["impi"].command("mpiexec", 3, hosts=layout)
+    again = LAUNCHERS["impi"].command("mpiexec", 3, hosts=layout)
+    path = first[first.index("-machinefile") + 1]
+    assert again == first  # the same file: launches leave nothing new behind
+    with open(path) as machinefile:
+        assert machinefile.read() == "n1:2\nn2:1\n"
+    other = LAUNCHERS["impi"].command("mpiexec", 2, hosts=[("n1", 1), ("n2", 1)])
+    assert other[other.index("-machinefile") + 1] != path
+
+
 def test_every_launchers_task_variables_are_checked():
     assert ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK") in LAUNCHER_SIZE_VARS
     assert ("PMI_SIZE", "PMI_RANK") in LAUNCHER_SIZE_VARS
