@@ -16,7 +16,8 @@ SIGKILL, so no rank could report before the kill arrives.
 
 from __future__ import annotations
 
-import hashlib
+import atexit
+import contextlib
 import os
 import re
 import subprocess
@@ -102,18 +103,29 @@ class Launcher:
         return cmd
 
 
+_MACHINEFILES: dict[str, str] = {}  # host layout -> this process's machinefile for it
+
+
 def _machinefile(hosts: Sequence[tuple[str, int]]) -> str:
-    """A machinefile named by its content: the same layout reuses one file, so
-    launches leave no new temporary files behind (the command outlives this call)."""
+    """This process's machinefile for ``hosts``: one private temporary file per
+    layout (mkstemp: an unguessable name, mode 0600), reused by later launches and
+    removed when the process exits (the command outlives this call)."""
     text = "".join(f"{host}:{count}\n" for host, count in hosts)
-    name = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), f"mpidist-hosts-{name}")
-    if not os.path.exists(path):
-        fd, partial = tempfile.mkstemp(prefix="mpidist-hosts-", text=True)
+    path = _MACHINEFILES.get(text)
+    if path is None:
+        fd, path = tempfile.mkstemp(prefix="mpidist-hosts-", text=True)
         with os.fdopen(fd, "w") as out:
             out.write(text)
-        os.replace(partial, path)  # whole or absent, for a concurrent launch
+        if not _MACHINEFILES:
+            atexit.register(_remove_machinefiles)
+        _MACHINEFILES[text] = path
     return path
+
+
+def _remove_machinefiles() -> None:
+    for path in _MACHINEFILES.values():
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 _ROOT = (("OMPI_ALLOW_RUN_AS_ROOT", "1"), ("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"))

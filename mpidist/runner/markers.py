@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-__all__ = ["apply_markers", "test_timeout", "timeout_of"]
+__all__ = ["apply_markers", "item_timeout", "timeout_of"]
 
 _TIMEOUT = pytest.StashKey[float]()  # read at collection, once per item
 
@@ -39,13 +39,10 @@ def timeout_of(item: pytest.Item, default: float) -> float:
     return default
 
 
-def test_timeout(item: pytest.Item, default: float) -> float:
+def item_timeout(item: pytest.Item, default: float) -> float:
     """``timeout_of``, as read at collection when ``apply_markers`` saw the item."""
     timeout = item.stash.get(_TIMEOUT, None)
     return timeout_of(item, default) if timeout is None else timeout
-
-
-test_timeout.__test__ = False  # type: ignore[attr-defined]  # not a test for pytest
 
 
 def apply_markers(items: list[pytest.Item], world_size: int, default_timeout: float) -> None:

@@ -31,7 +31,7 @@ from _pytest.runner import runtestprotocol
 
 from .codec import decode, encode
 from .exchange import Exchange, wait_all
-from .markers import test_timeout
+from .markers import item_timeout
 from .merge import merge_test
 from .replay import replay
 from .reruns import mark_rerun, prepare_rerun, reruns_of
@@ -210,7 +210,7 @@ class TestPipeline:
         """One attempt at the test on every rank of the group; whether it runs again."""
         group, watchdog = self.group, self.watchdog
         self.index += 1
-        watchdog.begin(self.index, item, test_timeout(item, self.default_timeout), group.ranks)
+        watchdog.begin(self.index, item, item_timeout(item, self.default_timeout), group.ranks)
         if group.is_root:
             item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         with self._held.hold(item.session) as subtests:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from mpidist.bootstrap.launchers import LAUNCHERS, diagnose, mismatch
 from mpidist.bootstrap.settings import LAUNCHER_SIZE_VARS
 
@@ -27,7 +29,7 @@ def test_hydra_spells_hosts_agent_and_interface_its_own_way():
     assert LAUNCHERS["srun"].command("srun", 4) == ["srun", "--ntasks=4", "--mpi=pmix"]
 
 
-def test_intel_mpi_keeps_host_counts_in_one_machinefile_per_layout():
+def test_intel_mpi_keeps_host_counts_in_one_private_machinefile_per_layout():
     layout = [("n1", 2), ("n2", 1)]
     first = LAUNCHERS["impi"].command("mpiexec", 3, hosts=layout)
     again = LAUNCHERS["impi"].command("mpiexec", 3, hosts=layout)
@@ -35,6 +37,7 @@ def test_intel_mpi_keeps_host_counts_in_one_machinefile_per_layout():
     assert again == first  # the same file: launches leave nothing new behind
     with open(path) as machinefile:
         assert machinefile.read() == "n1:2\nn2:1\n"
+    assert os.stat(path).st_mode & 0o077 == 0  # nobody else may read or swap it
     other = LAUNCHERS["impi"].command("mpiexec", 2, hosts=[("n1", 1), ("n2", 1)])
     assert other[other.index("-machinefile") + 1] != path
 

@@ -161,3 +161,13 @@ def test_every_folder_says_its_job():
     for init in PACKAGE.glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and len(doc.splitlines()) >= 2, f"{init} needs a docstring"
+
+
+def test_every_public_name_of_mpidist_testing_resolves():
+    # The package imports its submodules on first use: a name added to __all__
+    # without its module in _WHERE would fail only when a user imports it.
+    import mpidist.testing as testing
+
+    assert sorted(testing._WHERE) == sorted(testing.__all__)
+    for name in testing.__all__:
+        assert getattr(testing, name).__module__ == f"mpidist.testing.{testing._WHERE[name]}"
