@@ -15,9 +15,19 @@ REPO = HERE.parent
 PEERS_VENV = HERE / ".venv-peers"
 TORCH = os.environ.get("MPIDIST_TORCH", "torch==2.13.0")
 #: the suites' pytest.ini: the same plugins for every runner (mpidist's venv also has the
-#: ones tests/integration/test_plugins.py uses; pytest-randomly would reseed every test)
+#: ones tests/integration/test_plugins.py uses; pytest-randomly would reseed every test;
+#: pytest-xdist registers two entry points, and its looponfail one imports execnet)
 PYTEST_INI = ("[pytest]\naddopts = -p no:cacheprovider -q -p no:randomly -p no:cov "
-              "-p no:xdist -p no:rerunfailures\n")
+              "-p no:xdist -p no:xdist.looponfail -p no:rerunfailures\n")
+
+
+def precompile() -> None:
+    """Byte-compile mpidist, as ``pip install`` does for the peers' packages: the
+    benchmarks run with PYTHONDONTWRITEBYTECODE, and an editable checkout would
+    otherwise compile its sources in every run."""
+    import compileall
+
+    compileall.compile_dir(str(REPO / "mpidist"), quiet=1)
 
 
 def peers_python() -> str:
@@ -72,15 +82,17 @@ def gloo_group():
 
 
 def mpirun(n: int) -> list[str]:
-    """``mpirun -n N`` as the MPI on PATH spells it, oversubscription included
-    (mpidist's launcher table: Open MPI 4 and 5 spell it differently)."""
+    """``mpirun -n N`` as the MPI on PATH spells it (mpidist's launcher table: Open
+    MPI 4 and 5 spell oversubscription differently), oversubscribed only with more
+    ranks than cores: as users run it, so Open MPI binds each rank to a core."""
     from mpidist.bootstrap.launchers import detect
 
     exe = shutil.which("mpirun")
     if exe is None:
         sys.exit("mpirun not found: run examples/setup_env.sh first")
     launcher = detect(exe)
-    return launcher.command(launcher.executable(exe), n)
+    return launcher.command(launcher.executable(exe), n,
+                            oversubscribe=n > (os.cpu_count() or 1))
 
 
 def env() -> dict[str, str]:

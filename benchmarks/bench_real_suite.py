@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import PYTEST_INI, env, median, mpirun, peers_python
+from _common import PYTEST_INI, env, median, mpirun, peers_python, precompile
 
 SUBTESTS = '''
 import unittest
@@ -96,6 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     ranks = [int(r) for r in args.ranks.split(",")]
     peers = peers_python()
+    precompile()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name, source in (("test_subtests.py", SUBTESTS), ("test_params.py", PARAMS),

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import GLOO_CONFTEST, PYTEST_INI, median, mpirun, peers_python, timed
+from _common import GLOO_CONFTEST, PYTEST_INI, median, mpirun, peers_python, precompile, timed
 
 N_TESTS = 40
 RANKS = 4
@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--mptc-tests", type=int, default=3)
     args = parser.parse_args()
     peers = peers_python()
+    precompile()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ours, theirs, mptc = root / "mpidist", root / "pytest_mpi", root / "mptc"

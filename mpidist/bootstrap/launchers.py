@@ -69,11 +69,13 @@ class Launcher:
 
     def command(self, exe: str, n: int, *, hosts: Sequence[tuple[str, int]] = (),
                 forward: Sequence[str] = (), agent: str | None = None,
-                iface: str | None = None, subnet: str | None = None) -> list[str]:
-        """``exe -n N`` and this launcher's spelling of the rest."""
+                iface: str | None = None, subnet: str | None = None,
+                oversubscribe: bool = True) -> list[str]:
+        """``exe -n N`` and this launcher's spelling of the rest (``oversubscribe``:
+        allow more ranks than cores; Open MPI then binds no rank to a core)."""
         if self.key == "srun":
             return [exe, f"--ntasks={n}", "--mpi=pmix"]
-        cmd = [exe, "-n", str(n), *self.oversubscribe()]
+        cmd = [exe, "-n", str(n), *(self.oversubscribe() if oversubscribe else ())]
         if self.key in ("ompi4", "ompi5"):
             if hosts:
                 cmd += ["--host", ",".join(f"{host}:{count}" for host, count in hosts)]

@@ -6,23 +6,24 @@ Per test, on the group's communicator (mpidist's private one for the world):
 2. ``Igather`` of the fixed-size ``Record``s (payload length + phase durations),
    a tree in every MPI, so cost grows like log P;
 3. the root posts ``Irecv`` only for ranks whose record announced a payload;
-4. the root ``Ibcast``s a small verdict (stop now? fail now? run again?):
-   after replaying when a rank failed (``-x`` and plugins decide on the logged
-   report), before replaying when every rank passed and only pytest's and
-   mpidist's reporters listen (they stop a session on failures only; see
-   ``TestPipeline``), so the other ranks start the next test while the root
-   writes the report.
+4. only for a test that needs one (see ``TestPipeline``), the root ``Ibcast``s a
+   small verdict (stop now? fail now? run again?): after replaying when a rank
+   failed (``-x`` and plugins decide on the logged report), before replaying
+   when every rank passed and only pytest's and mpidist's reporters listen.
+   Without a verdict the other ranks ``send`` and go on, and the root
+   ``post_gather``s and ``collect``s later.
 
-Nonblocking operations are used so that the payload sends and the record
-gather overlap; every wait is then one blocking ``Waitall``.
+Every wait is ``wait_all``: ``Testall`` and ``sched_yield`` in a loop.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import time
 from array import array
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Sequence, overload
 
 from .results import PHASES
 
@@ -67,17 +68,35 @@ class Record:
 
 
 def wait_all(requests: Sequence[MPI.Request]) -> None:
-    """Block until ``requests`` complete.
+    """Block until ``requests`` complete, giving the core away while waiting.
 
-    Measured here (benchmarks/bench_scaling.py, 2-8 ranks on 2 cores): a
-    blocking wait beats sleep-polling by 2-6x per test, because Open MPI
-    yields the core when oversubscribed and hands off without a sleep's
-    overshoot. mpi4py releases the GIL while blocked, so a watchdog thread
-    keeps running.
+    A blocking ``Waitall`` spins: with ranks not bound to cores (``--bind-to
+    none``, Open MPI's ``--oversubscribe``, containers), the rank that waits can
+    sit on the core of the rank it waits for. Measured on the real-shaped
+    suite (docs/performance.md): unbound, 1.24x pytest-mpi's time with a
+    spinning wait and 1.14x with this one; bound, the same. No sleep: a
+    sleep's overshoot made each hand-off 2-6x slower. ``Testall`` releases
+    the GIL, so a watchdog thread keeps running.
     """
     from mpi4py import MPI
 
-    MPI.Request.Waitall(list(requests))
+    requests = list(requests)
+    testall, yield_ = MPI.Request.Testall, os.sched_yield
+    while not testall(requests):
+        yield_()
+
+
+def _poll(requests: Sequence[MPI.Request], wait: float) -> bool:
+    """Whether ``requests`` complete within ``wait`` seconds (for a side thread
+    while the job ends: never blocks for longer)."""
+    from mpi4py import MPI
+
+    deadline = time.monotonic() + wait
+    while not MPI.Request.Testall(list(requests)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 class Exchange:
@@ -88,23 +107,63 @@ class Exchange:
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self._records = array("d", bytes(8 * Record.SIZE * self.size))
+        self._mine = array("d")
+        self._sent: list[tuple[list[MPI.Request], object]] = []
 
     def gather(
         self, record: Record, payload: bytes | None
     ) -> list[tuple[Record, bytes | None]] | None:
         """Collective: the root gets every rank's ``(record, payload)``; others None."""
+        if self.rank != 0:
+            self.send(record, payload)
+            self.settle()
+            return None
+        return self.collect(self.post_gather(record))
+
+    def send(self, record: Record, payload: bytes | None) -> None:
+        """A rank other than the root: post this test's record (and payload) and go
+        on; the buffers stay referenced until ``settle``."""
         from mpi4py import MPI
 
         comm = self.comm
         mine = record.to_array()
-        if self.rank != 0:
-            requests = [comm.Igather([mine, MPI.DOUBLE], None, root=0)]
-            if payload is not None:
-                requests.append(comm.Isend([payload, MPI.BYTE], dest=0, tag=_PAYLOAD_TAG))
-            wait_all(requests)
+        requests = [comm.Igather([mine, MPI.DOUBLE], None, root=0)]
+        if payload is not None:
+            requests.append(comm.Isend([payload, MPI.BYTE], dest=0, tag=_PAYLOAD_TAG))
+        requests[0].Test()  # starts the gather now in MPIs that progress only inside calls
+        self._sent.append((requests, (mine, payload)))
+
+    def settle(self) -> None:
+        """Wait until every posted ``send`` completed (the root has collected them)."""
+        sent, self._sent = self._sent, []
+        wait_all([request for requests, _ in sent for request in requests])
+
+    def post_gather(self, record: Record) -> MPI.Request:
+        """The root: post this test's gather; ``collect`` finishes it."""
+        from mpi4py import MPI
+
+        mine = record.to_array()
+        self._mine = mine  # referenced until the gather completes
+        return self.comm.Igather([mine, MPI.DOUBLE], [self._records, MPI.DOUBLE], root=0)
+
+    @overload
+    def collect(self, request: MPI.Request) -> list[tuple[Record, bytes | None]]: ...
+    @overload
+    def collect(self, request: MPI.Request,
+                wait: float) -> list[tuple[Record, bytes | None]] | None: ...
+
+    def collect(self, request: MPI.Request,
+                wait: float | None = None) -> list[tuple[Record, bytes | None]] | None:
+        """The root: wait for the gather ``post_gather`` posted, then the payloads
+        (``wait``: at most that many seconds, polling; None if they did not come)."""
+        from mpi4py import MPI
+
+        comm = self.comm
+        if wait is None:
+            wait_all([request])
+        elif not _poll([request], wait):
             return None
         records = self._records
-        wait_all([comm.Igather([mine, MPI.DOUBLE], [records, MPI.DOUBLE], root=0)])
         received = [Record.from_array(records[r * Record.SIZE:(r + 1) * Record.SIZE])
                     for r in range(self.size)]
         buffers: dict[int, bytearray] = {}
@@ -114,9 +173,13 @@ class Exchange:
                 buffers[rank] = bytearray(received[rank].payload_len)
                 requests.append(
                     comm.Irecv([buffers[rank], MPI.BYTE], source=rank, tag=_PAYLOAD_TAG))
-        wait_all(requests)
-        return [(received[rank], payload if rank == 0 else
-                 (bytes(buffers[rank]) if rank in buffers else None))
+        if wait is None:
+            wait_all(requests)
+        elif not _poll(requests, wait):
+            for late in requests:
+                late.Cancel()
+            return None
+        return [(received[rank], bytes(buffers[rank]) if rank in buffers else None)
                 for rank in range(self.size)]
 
     def verdict(self, flags: Sequence[int]) -> list[int]:

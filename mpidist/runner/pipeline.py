@@ -2,35 +2,41 @@
 
 Every rank of the group runs the test through pytest's
 ``runtestprotocol(log=False)``; subtest reports that pytest would log
-mid-test are held back as well, so nothing reaches a reporter on any rank
-until the group's root has every rank's result. Before the body the ranks
+mid-test are held back as well (``held``), so nothing reaches a reporter on any
+rank until the group's root has every rank's result. Before the body the ranks
 agree on it (a setup skip or error on some ranks stops the body everywhere).
-The root merges the results (``merge``), replays ONE report per phase
-(``replay``) and broadcasts whether the session must stop, so every rank
-stops at the same test, and whether the test runs again (``reruns``), so every
-rank reruns it or none does -- after the replay when a rank failed, before it
-when all passed (the other ranks then start the next test while the root
-writes; see ``_exchange``). The watchdog is told when the test begins, when
-this rank is done with it (with its failure, if any) and when the group is
-past it.
+The root merges the results (``merge``) and replays ONE report per phase
+(``replay``).
+
+Most tests need nothing more: the other ranks send their result and go on, and
+the root logs the test once the next test's setup is done, so after a test no
+rank waits for another. A test whose merged result could stop the session or
+run it again (``-x``, ``--maxfail``, ``--sw``, ``--reruns``, a reporter outside
+pytest and mpidist) and the last test get a verdict: the root broadcasts
+whether the session must stop, so every rank stops at the same test, and
+whether the test runs again (``reruns``), so every rank reruns it or none does
+-- after the replay when a rank failed, before it when all passed (see
+``_exchange``). The root says at the body agreement which kind the test is.
+The watchdog is told when the test begins, when this rank is done with it
+(with its failure, if any) and when the group is past it.
 """
 
 from __future__ import annotations
 
-import os
+import threading
 import time
 import types
 from array import array
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generator, Iterator, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generator
 
-import pluggy
 import pytest
 from _pytest.reports import TestReport
 from _pytest.runner import runtestprotocol
 
 from .codec import decode, encode
 from .exchange import Exchange, wait_all
+from .held import Held
 from .markers import item_timeout
 from .merge import merge_test
 from .replay import replay
@@ -48,52 +54,6 @@ _AGREED = pytest.StashKey[str]()  # this rank took part in the item's body agree
 
 # status of this rank's setup, for the agreement before the body (max wins)
 _SETUP_PASSED, _SETUP_SKIPPED, _SETUP_FAILED = 0, 1, 2
-
-
-class _HeldHooks:
-    """The hook relay a test sees while it runs: ``pytest_runtest_logreport`` is held."""
-
-    def __init__(self, real: Any, held: _Held) -> None:
-        self._real = real
-        self._held = held
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._real, name)
-        setattr(self, name, value)  # as pytest's FSHookProxy: looked up once
-        return value
-
-    def pytest_runtest_logreport(self, *, report: TestReport) -> None:
-        self._held.reports.append(report)
-
-
-class _Held:
-    """Every report logged during a test, held (pytest 9 subtests log mid-test).
-
-    pytest asks ``session.gethookproxy`` on every ``item.ihook`` access; the
-    relays are made once per path for the whole session, so holding costs a
-    dict lookup per hook call.
-    """
-
-    def __init__(self) -> None:
-        self.reports: list[TestReport] = []
-        self._relays: dict[os.PathLike[str], pluggy.HookRelay] = {}
-
-    @contextmanager
-    def hold(self, session: pytest.Session) -> Iterator[list[TestReport]]:
-        real, relays = session.gethookproxy, self._relays
-        self.reports = held = cast(list[TestReport], [])
-
-        def held_proxy(fspath: os.PathLike[str]) -> pluggy.HookRelay:
-            relay = relays.get(fspath)
-            if relay is None:
-                relay = relays[fspath] = cast(pluggy.HookRelay, _HeldHooks(real(fspath), self))
-            return relay
-
-        session.gethookproxy = held_proxy  # type: ignore[method-assign]
-        try:
-            yield held
-        finally:
-            del session.gethookproxy
 
 
 #: reporters known to stop a session on failures only: pytest's, mpidist's, and
@@ -135,6 +95,18 @@ def _mark_call(item: pytest.Item, reports: list[TestReport]) -> None:
                 setattr(report, name, True)
 
 
+@dataclass
+class _Pending:
+    """The root's part of a test whose other ranks' results are still arriving."""
+
+    index: int
+    ihook: Any
+    item: pytest.Item
+    reports: list[TestReport]
+    subtests: list[TestReport]
+    request: Any  # the posted gather (``Exchange.post_gather``)
+
+
 class TestPipeline:
     """The plugin object that runs each test on ``group``.
 
@@ -157,11 +129,18 @@ class TestPipeline:
         self.output = output
         self.default_timeout = default_timeout
         self.index = 0  # number of the test in flight, the same on every rank
-        self._held = _Held()
+        self._held = Held()
+        self._sync = True  # this test waits for the root's verdict (told at the agreement)
+        self._pending: _Pending | None = None  # the root: a test not logged yet
+        self._logstart: tuple[Any, pytest.Item] | None = None  # the root: logged after it
+        self._lock = threading.Lock()
+        self._frozen = False
 
     def _agree_on_body(self, item: pytest.Item, status: int, reason: str) -> str:
         """Collective over the group, once per test: "" if every rank may run the
-        body, else why not.
+        body, else why not. It also carries two words from the root: whether it
+        has stopped the session (so every rank stops after this test) and
+        whether this test waits for a verdict (``_needs_verdict``).
 
         Ranks whose setup passed call this just before the body; the others
         after their phases -- one call per rank per test, so it always matches.
@@ -169,15 +148,25 @@ class TestPipeline:
         from mpi4py import MPI
 
         comm = self.group.comm
+        if self._pending is not None:  # the root: the previous test is logged first
+            self._settle()
         verdict = ""
-        mine, worst = array("i", [status]), array("i", [0])
-        comm.Allreduce([mine, MPI.INT], [worst, MPI.INT], op=MPI.MAX)  # no pickling per test
+        root = self.group.is_root
+        session = item.session
+        stop = (int(bool(session.shouldfail)) | 2 * int(bool(session.shouldstop))) if root else 0
+        mine = array("i", [status, stop, int(self._sync) if root else 0])
+        worst = array("i", [0, 0, 0])
+        wait_all([comm.Iallreduce([mine, MPI.INT], [worst, MPI.INT], op=MPI.MAX)])
+        self._sync = bool(worst[2])
+        if not root:  # the root has logged the previous test: the group is past it
+            self.watchdog.settled()
+            self._stop_like_the_root(session, bool(worst[1] & 1), bool(worst[1] & 2))
         if worst[0] != _SETUP_PASSED:
             states = comm.allgather((status, reason))
-            worst = max(s for s, _ in states)
-            ranks = [r for r, (s, _) in enumerate(states) if s == worst]
+            worst_status = max(s for s, _ in states)
+            ranks = [r for r, (s, _) in enumerate(states) if s == worst_status]
             where = self.group.describe_ranks(ranks)
-            if worst == _SETUP_FAILED:
+            if worst_status == _SETUP_FAILED:
                 verdict = f"not run: setup failed on {where}"
             else:
                 reasons = sorted({states[r][1] for r in ranks})
@@ -185,12 +174,58 @@ class TestPipeline:
         item.stash[_AGREED] = verdict
         return verdict
 
+    @staticmethod
+    def _stop_like_the_root(session: pytest.Session, fail: bool, stop: bool) -> None:
+        if fail and not session.shouldfail:
+            session.shouldfail = "rank 0 stopped the session (-x/--maxfail)"
+        if stop and not session.shouldstop:
+            session.shouldstop = "rank 0 stopped the session"
+
+    def _needs_verdict(self, item: pytest.Item, nextitem: pytest.Item | None,
+                       may_rerun: bool, attempt: int) -> bool:
+        """The root: whether the other ranks must hear its verdict on this test
+        before they start the next one. Only when the merged result could stop
+        the session or run the test again: ``-x``/``--maxfail``, ``--sw``,
+        ``--reruns``, a reporter outside pytest and mpidist, a stop already
+        asked for -- and for the last test, so the session ends in step."""
+        config, session = self.config, item.session
+        return bool(nextitem is None or may_rerun or attempt or config.option.maxfail
+                    or config.getoption("stepwise", False)
+                    or config.getoption("stepwise_skip", False)
+                    or session.shouldstop or session.shouldfail
+                    or _may_stop_on_a_pass(item))
+
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         verdict = self._agree_on_body(item, _SETUP_PASSED, "")
         if verdict:  # another rank skipped or failed setup: nobody runs the body
             pytest.skip(verdict)
         return (yield)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        """The root logs the previous test once this one's setup is done (its
+        results have arrived meanwhile); outside every phase's clock and capture."""
+        if call.when == "setup" and self._pending is not None:
+            self._settle()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
+        try:
+            result = yield
+        except (session.Interrupted, session.Failed):  # every rank stopped at the same test
+            self._park()
+            self.flush()
+            raise
+        self._park()
+        self.flush()
+        return result
+
+    def flush(self) -> None:
+        """Every test this rank ran is logged (the root) or delivered (the others)."""
+        if self._pending is not None:
+            self._settle()
+        self.exchange.settle()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
@@ -209,10 +244,19 @@ class TestPipeline:
              may_rerun: bool) -> bool:
         """One attempt at the test on every rank of the group; whether it runs again."""
         group, watchdog = self.group, self.watchdog
+        root = group.is_root
         self.index += 1
+        if root:
+            self._sync = self._needs_verdict(item, nextitem, may_rerun, attempt)
+            if self._pending is not None and self._sync:
+                self._settle()
+        ihook = item.ihook
         watchdog.begin(self.index, item, item_timeout(item, self.default_timeout), group.ranks)
-        if group.is_root:
-            item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        if root:
+            if self._pending is None:
+                ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            else:  # logged by ``_settle``, after the previous test
+                self._logstart = (ihook, item)
         with self._held.hold(item.session) as subtests:
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
         if _AGREED not in item.stash:  # the body never started here: agree anyway
@@ -230,20 +274,92 @@ class TestPipeline:
         failed = any(r.failed or getattr(r, LEFT_EARLY, False) for r in reports) or any(
             r.failed for r in subtests)
         record, payload = encode(self.config, reports, subtests,
-                                 serialize=failed or not group.is_root)
+                                 serialize=failed or not root)
         watchdog.finished(payload if failed else None)
+        if not self._sync:
+            # Nothing about this test can stop the session or run it again: no
+            # verdict. The other ranks send and go on; the root logs it once the
+            # next test's setup is done (``_settle``), so no rank waits here.
+            if root:
+                self._pending = _Pending(self.index, ihook, item, reports, list(subtests),
+                                         self.exchange.post_gather(record))
+            else:
+                self.exchange.settle()  # the previous test's (long since collected)
+                self.exchange.send(record, payload)
+                self._write_line(item, reports)
+            watchdog.end(keep=True)  # answers for it until the group is past it
+            return False
         stop_fail, stop, again = self._exchange(item, reports, subtests, record, payload,
                                                 attempt, may_rerun)
         watchdog.end()
-        session = item.session
-        if not group.is_root:
-            if stop_fail and not session.shouldfail:
-                session.shouldfail = "rank 0 stopped the session (-x/--maxfail)"
-            if stop and not session.shouldstop:
-                session.shouldstop = "rank 0 stopped the session"
+        if not root:
+            self._stop_like_the_root(item.session, bool(stop_fail), bool(stop))
+        self._write_line(item, reports)
+        return bool(again)
+
+    def salvage(self, hung: int, wait: float) -> None:
+        """The root, from the thread reporting test ``hung``: log the test before it
+        if that one is still pending and its results arrive within ``wait`` seconds
+        (the other ranks sent them before they went on), so no finished result is
+        lost with the job. Whichever of this and ``_settle`` comes first takes it."""
+        from mpi4py import MPI
+
+        with self._lock:
+            pending = self._pending
+            if pending is None or pending.index == hung:
+                return  # nothing pending, or it is the hung test itself
+            self._pending = None
+        if MPI.Query_thread() != MPI.THREAD_MULTIPLE:
+            return  # MPI from this thread is not allowed
+        gathered = self.exchange.collect(pending.request, wait=wait)
+        if gathered is not None:
+            self._log(pending, gathered)
+
+    def freeze(self) -> None:
+        """A hang or SIGTERM is being reported from another thread and the job is
+        ending: from now on the main thread logs nothing (``_park``)."""
+        self._frozen = True
+
+    def _park(self) -> None:
+        """The main thread, once frozen: wait for the job's end. A rank that was
+        stuck may still send its result before the launcher kills this process,
+        and a second summary or JUnit file would contradict the report."""
+        if self._frozen and threading.current_thread() is threading.main_thread():
+            while True:
+                time.sleep(3600)
+
+    def _write_line(self, item: pytest.Item, reports: list[TestReport]) -> None:
         if self.output.recording:
             self.output.write_line(f"{test_outcome(reports).upper()} {item.nodeid}")
-        return bool(again)
+
+    def _settle(self) -> None:
+        """The root: collect, merge and log the test ``_run`` left pending, then
+        send the logstart of the test in flight."""
+        with self._lock:  # ``salvage`` may take it from the thread reporting a hang
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        self.watchdog.settling = True  # a stop now belongs to that test
+        try:
+            gathered = self.exchange.collect(pending.request)
+        finally:
+            self.watchdog.settling = False
+        self.watchdog.settled()
+        self._log(pending, gathered)
+
+    def _log(self, pending: _Pending, gathered: list[tuple[Any, bytes | None]]) -> None:
+        self._park()
+        item = pending.item
+        results = [RankResult(0, pending.reports, pending.subtests)] + [
+            decode(self.config, rank, rec, data)
+            for rank, (rec, data) in enumerate(gathered) if rank]
+        merged = merge_test(self.group, results)
+        replay(pending.ihook, item.nodeid, item.location, merged, started=True)
+        self._write_line(item, pending.reports)
+        if self._logstart is not None:
+            ihook, current = self._logstart
+            self._logstart = None
+            ihook.pytest_runtest_logstart(nodeid=current.nodeid, location=current.location)
 
     def _exchange(self, item: pytest.Item, reports: list[TestReport],
                   subtests: list[TestReport], record: Any, payload: bytes | None,
@@ -259,6 +375,7 @@ class TestPipeline:
             decode(self.config, rank, rec, data)
             for rank, (rec, data) in enumerate(gathered) if rank]
         merged = merge_test(self.group, results)
+        self._park()
         failed = any(r.failed for r in merged)
         again = may_rerun and failed
         if may_rerun or attempt:

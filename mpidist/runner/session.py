@@ -164,18 +164,23 @@ class MPISession:
         rank 0 reports the test in flight and writes JUnit; every rank answers."""
         assert self.watchdog is not None
         if self.rank != 0:
-            self.watchdog.answer_now()
-            # Stay until the launcher kills us or rank 0 (the store's host) is gone:
-            # a rank that exits now makes Open MPI kill the rest at once, before
-            # rank 0 has written its report.
-            self.watchdog.wait_for_rank0_exit(limit=30.0)
-            keeper.mark_done()
-            os._exit(128 + 15)
+            try:
+                self.watchdog.answer_now()
+                # Stay until the launcher kills us or rank 0 (the store's host) is gone:
+                # a rank that exits now makes Open MPI kill the rest at once, before
+                # rank 0 has written its report.
+                self.watchdog.wait_for_rank0_exit(limit=30.0)
+            finally:
+                keeper.mark_done()
+                os._exit(128 + 15)
         hang = self.watchdog.request_dump("terminated", wait=0.3)
         if hang is not None:
             self._on_hang(hang, abort=False)
         elif not self._ending.is_set():
             self._ending.set()
+            if self.pipeline is not None:
+                self.pipeline.salvage(-1, wait=0.3)
+                self.pipeline.freeze()
             session = self._session
             if session is not None:
                 session.shouldstop = "mpidist: the job was terminated (SIGTERM)"
@@ -194,6 +199,9 @@ class MPISession:
         if capture is not None:  # the main thread may be mid-test, its output captured
             capture.suspend(in_=True)
         item, session = hang.item, self._session
+        if self.pipeline is not None:  # the test before it, if still unlogged
+            self.pipeline.salvage(hang.index, wait=1.0)
+            self.pipeline.freeze()  # this report is the last word
         if item is not None:
             session = item.session
             failure = describe_hang(
@@ -224,6 +232,7 @@ class MPISession:
         from mpi4py import MPI
 
         MPI.COMM_WORLD.Abort(int(pytest.ExitCode.TESTS_FAILED))
+        os._exit(int(pytest.ExitCode.TESTS_FAILED))  # not reached: Abort ends the process
 
 
 def _gpu_line(host: str) -> str:

@@ -164,6 +164,10 @@ class Watchdog:
         self.store = SealedStore(channel, signer)
         self._main = threading.get_ident()
         self._test: _Test | None = None
+        # the test this rank finished while its group may still be in it (a test
+        # without a verdict: see runner.pipeline); answered for, never timed here
+        self._prev: _Test | None = None
+        self.settling = False  # rank 0's main thread waits for the previous test's results
         self._keys_seen = -1  # the store's key count when rank 0 last looked for deaths
         self._tick_keys: int | None = None  # this tick's count (``_key_count``)
         self._stop = threading.Event()
@@ -192,9 +196,22 @@ class Watchdog:
             with contextlib.suppress(ChannelFull):
                 self.store.put(f"{_PREFIX}failed/{test.index}/{self.world.rank}", "failed")
 
-    def end(self) -> None:
-        """Every rank is past the test (the verdict arrived)."""
-        self._test = None
+    def end(self, keep: bool = False) -> None:
+        """This rank is past the test: every rank is (the verdict arrived), or,
+        with ``keep``, this rank went on without a verdict while its group may
+        still be in it: it answers for the test until ``settled``."""
+        test, self._test = self._test, None
+        self._prev = test if keep else None
+
+    def settled(self) -> None:
+        """Every rank is past the test ``end(keep=True)`` kept."""
+        self._prev = None
+
+    def _stuck(self, test: _Test | None) -> _Test | None:
+        """The test a stop on rank 0 belongs to: the previous one while the main
+        thread is waiting for its results, else the one in flight."""
+        prev = self._prev
+        return prev if prev is not None and self.settling else test
 
     def close(self) -> None:
         self._stop.set()
@@ -211,10 +228,13 @@ class Watchdog:
     def _run(self) -> None:
         while not self._stop.wait(TICK):
             self._tick_keys = None
-            test = self._test
+            test, prev = self._test, self._prev
             try:
-                if self.on_hang is not None and self._a_rank_died(test):
+                if self.on_hang is not None and self._a_rank_died(self._stuck(test)):
                     return
+                if prev is not None and not (prev.answered and not self._leads(prev)):
+                    # timed only while rank 0 waits for its results: still in it, then
+                    self._tick(prev, timed=self.settling)
                 if test is None or (test.answered and not self._leads(test)):
                     continue
                 self._tick(test)
@@ -229,12 +249,14 @@ class Watchdog:
     def _leads(self, test: _Test) -> bool:
         return self.world.rank == test.members[0]
 
-    def _tick(self, test: _Test) -> None:
+    def _tick(self, test: _Test, timed: bool = True) -> None:
         dump = f"{_PREFIX}dump/{test.index}"
         now = time.monotonic()
-        if not test.triggered and now > test.deadline:
-            test.triggered = True
-            self.store.put(dump, "timeout")
+        if timed and not test.triggered and now > test.deadline:
+            stuck = self._stuck(test)
+            assert stuck is not None
+            stuck.triggered = test.triggered = True
+            self.store.put(f"{_PREFIX}dump/{stuck.index}", "timeout")
         if self._leads(test) and not test.triggered:
             if test.failed_at is None:
                 if self._a_member_failed(test):
@@ -326,11 +348,12 @@ class Watchdog:
                     test.members)
 
     def answer_now(self) -> None:
-        """Post this rank's stacks for the test in flight, unasked (on SIGTERM)."""
-        test = self._test
-        if test is not None and not test.answered:
-            test.answered = True
-            self._answer(test)
+        """Post this rank's stacks for the tests it is in, unasked (on SIGTERM)."""
+        for test in (self._prev, self._test):
+            if test is not None and not test.answered:
+                test.answered = True
+                with contextlib.suppress(Exception):  # the channel may be gone with rank 0
+                    self._answer(test)
 
     def wait_for_rank0_exit(self, limit: float) -> None:
         """Return once rank 0's store stops answering (rank 0 exited), or after ``limit``."""
@@ -349,7 +372,7 @@ class Watchdog:
         store together; answers already posted are read in one pass.
         """
         self._stop.set()
-        test = self._test
+        test = self._stuck(self._test)
         if test is None:
             return None
         test.triggered = True

@@ -77,6 +77,71 @@ def test_slow():
                                 "*rank 0/2 (host *) in test_slow at test_x.py:*: time.sleep(60)"])
 
 
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [("time.sleep(60)", "*rank 1/2 (host *) in test_sleep at test_x.py:*: time.sleep(60)*"),
+     # its watchdog cannot run: rank 0's clock, while it waits for the results, decides
+     ("ctypes.PyDLL(None).sleep(60)", "*rank 1/2 (host *) did not answer (dead, or holding*")],
+    ids=["sleep", "holding-the-gil"],
+)
+def test_a_rank_stuck_after_rank_0_went_on_is_named_with_its_test(job, body, where):
+    """No collective in the test: rank 0 finishes it and starts the next one
+    (no verdict to wait for); the timeout still names the test rank 1 is in."""
+    job.write("test_x.py", HEADER + f'''
+import ctypes
+
+def test_sleep():
+    if RANK == 1:
+        {body}
+
+def test_between():
+    pass
+''' + AFTER)
+    result = job.run(2, "--mpi-timeout=4", timeout=90)
+    assert result.returncode == 1
+    assert result.seconds < 40
+    result.lines.fnmatch_lines([
+        "*Timeout: the test exceeded its 4 s limit*",
+        "*rank 0/2 (host *) finished the test; waiting for the other ranks*",
+        where,
+        "*1 failed, 1 passed*",
+    ])
+    outcomes = junit_outcomes(result)
+    assert outcomes["test_before"] == "passed"
+    assert outcomes["test_sleep"].startswith("Timeout")
+    assert "test_between" not in outcomes and "test_after" not in outcomes
+
+
+def test_rank_0_stuck_in_the_next_setup_keeps_the_test_before(job):
+    """Rank 0 logs a test once the next one's setup is done; stuck in that setup,
+    the finished test is still reported (its results had arrived)."""
+    job.write("test_x.py", HEADER + '''
+import pytest
+
+@pytest.fixture
+def stuck_on_rank_0():
+    if RANK == 0:
+        time.sleep(60)
+
+def test_fine():
+    pass
+
+def test_next(stuck_on_rank_0):
+    pass
+''' + AFTER)
+    result = job.run(2, "--mpi-timeout=4", timeout=90)
+    assert result.returncode == 1
+    assert result.seconds < 40
+    result.lines.fnmatch_lines([
+        "*rank 0/2 (host *) in stuck_on_rank_0 at test_x.py:*: time.sleep(60)*",
+        "*1 failed, 2 passed*",
+    ])
+    outcomes = junit_outcomes(result)
+    assert outcomes["test_before"] == outcomes["test_fine"] == "passed"
+    assert outcomes["test_next"].startswith("Timeout")
+    assert "test_after" not in outcomes
+
+
 def test_raise_before_a_collective_is_reported_within_the_grace(job):
     job.write("test_x.py", HEADER + '''
 def test_raise():
@@ -125,6 +190,25 @@ def test_crash():
     outcomes = junit_outcomes(result)
     assert outcomes["test_before"] == "passed"
     assert f"rank 2/4 (host {socket.gethostname()}) died: {how}" in outcomes["test_crash"]
+    assert "test_after" not in outcomes
+
+
+def test_a_rank_dying_after_rank_0_went_on_is_named_with_its_test(job):
+    job.write("test_x.py", HEADER + '''
+def test_crash():
+    if RANK == 2:
+        os._exit(3)
+''' + AFTER)
+    result = job.run(4, timeout=90)
+    assert result.returncode != 0
+    assert result.seconds < 40
+    result.lines.fnmatch_lines([
+        "*rank 2/4 (host *) died: exit code 3 while this test ran*",
+        "mpidist: rank 2/4 (host *) died test_x.py::test_crash: exit code 3",
+    ])
+    outcomes = junit_outcomes(result)
+    assert outcomes["test_before"] == "passed"
+    assert "died: exit code 3" in outcomes["test_crash"]
     assert "test_after" not in outcomes
 
 

@@ -18,6 +18,13 @@ def test_open_mpi_5_maps_by_slot_so_the_hosts_counts_hold():
     assert cmd[cmd.index("-x"):cmd.index("-x") + 2] == ["-x", "PATH"]
 
 
+def test_without_oversubscription_open_mpi_keeps_its_default_binding():
+    """The benchmarks run ranks <= cores as users do: no flag, so each rank is bound."""
+    assert LAUNCHERS["ompi4"].command("mpirun", 2, oversubscribe=False) == ["mpirun", "-n", "2"]
+    assert LAUNCHERS["ompi5"].command("mpirun", 2, oversubscribe=False) == ["mpirun", "-n", "2"]
+    assert LAUNCHERS["ompi4"].command("mpirun", 2)[3:] == ["--oversubscribe"]
+
+
 def test_hydra_spells_hosts_agent_and_interface_its_own_way():
     mpich = LAUNCHERS["mpich"].command("mpiexec", 3, hosts=[("n1", 2), ("n2", 1)],
                                        forward=["PATH", "PYTHONPATH"], agent="/a", iface="br0")
