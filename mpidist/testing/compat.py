@@ -59,6 +59,8 @@ class _State:
     groups: dict[int, MPI.Comm] = field(default_factory=dict)  # world_size -> its ranks
     protocol: bool = False  # the test in flight ran through torch's child protocol
     leftovers: list[str] = field(default_factory=list)  # agreed directories to remove
+    previous: list[str] = field(default_factory=list)  # the test before's, removed next
+    cleanup: bool = False  # the removal at exit is registered
 
 
 _state = _State()
@@ -96,18 +98,22 @@ def left_early() -> bool:
 
 
 def _remove_leftovers() -> None:
-    for path in _state.leftovers:
+    for path in _state.previous + _state.leftovers:
         shutil.rmtree(path, ignore_errors=True)
 
 
 def begin() -> None:
     """The session starts a test (on every rank, so the count agrees); rank 0 removes
-    the directories the previous test's ranks agreed on."""
+    the directories agreed on two tests ago. After a test without a verdict rank 0
+    may start the next one while another rank still finishes it (runner.pipeline);
+    once rank 0 begins test k + 2 it has passed the body agreement of k + 1, which
+    every rank reaches only after test k."""
     _state.sat_out = _state.left_early = _state.protocol = False
     _state.tests += 1
-    if runtime.current().world.rank == 0:  # every rank is past the test that used them
-        _remove_leftovers()
-    _state.leftovers.clear()
+    if runtime.current().world.rank == 0:
+        for path in _state.previous:
+            shutil.rmtree(path, ignore_errors=True)
+    _state.previous, _state.leftovers = _state.leftovers, []
 
 
 def group_comm(world_size: int) -> MPI.Comm:
@@ -193,8 +199,9 @@ def _share_temp_dir() -> None:
     agreed = shared_file("TEMP_DIR")
     for sub in ("barrier", "test_dir", "init_dir"):
         os.makedirs(os.path.join(agreed, sub), exist_ok=True)
-    if not _state.leftovers and runtime.current().world.rank == 0:
-        atexit.register(_remove_leftovers)  # the last test's, at the end of the session
+    if not _state.cleanup and runtime.current().world.rank == 0:
+        _state.cleanup = True
+        atexit.register(_remove_leftovers)  # the last tests', at the end of the session
     _state.leftovers.append(agreed)
     os.environ["TEMP_DIR"] = agreed
     init = os.environ.get("INIT_METHOD", "")

@@ -142,6 +142,7 @@ class TestUneven(MultiProcessTestCase):
 PROTOCOL_SUITE = '''
 import os
 import sys
+import time
 
 import torch
 import torch.distributed as dist
@@ -195,6 +196,11 @@ class TestOwnRun(MultiProcessTestCase):
         self.assertEqual(sorted(os.listdir(barrier)), ["r0", "r1"])  # one agreed TEMP_DIR
         self.assertFalse(hasattr(self, "processes"))  # no setUp on the child's instance
 
+    def test_a_slow_rank_keeps_the_agreed_temp_dir(self):
+        if self.rank == 1:  # rank 0 starts the next test meanwhile (no verdict to wait for)
+            time.sleep(2)
+        self.assertTrue(os.path.isdir(os.path.join(os.environ["TEMP_DIR"], "barrier")))
+
     def test_skip_on_rank_1_only_is_torchs_pass(self):
         if self.rank == 1:
             self.skipTest("rank 1 only")
@@ -229,6 +235,7 @@ def test_torchs_child_protocol_verdict_and_clean_up(job):
     result = job.run(2, "-v", "-p", "no:randomly", "-rA", timeout=200)
     assert result.returncode == 1
     for name in ("test_before", "TestOwnRun::test_runs_in_the_classes_run_on_a_fresh_instance",
+                 "TestOwnRun::test_a_slow_rank_keeps_the_agreed_temp_dir",
                  "TestOwnRun::test_skip_on_rank_1_only_is_torchs_pass",
                  "TestOwnRun::test_exit_code_on_rank_1_is_ignored_as_by_torch", "test_after"):
         assert outcome(result, name, "test_protocol.py") == "PASSED", name
