@@ -67,8 +67,10 @@ class Record:
         return cls(int(values[0]), durations, int(values[1 + n]), int(values[2 + n]))
 
 
-def wait_all(requests: Sequence[MPI.Request]) -> None:
-    """Block until ``requests`` complete, giving the core away while waiting.
+def wait_all(requests: Sequence[MPI.Request], within: float | None = None) -> bool:
+    """Block until ``requests`` complete, giving the core away while waiting;
+    with ``within``, for at most that many seconds (for a side thread while the
+    job ends). Whether they completed.
 
     A blocking ``Waitall`` spins: with ranks not bound to cores (``--bind-to
     none``, Open MPI's ``--oversubscribe``, containers), the rank that waits can
@@ -82,20 +84,11 @@ def wait_all(requests: Sequence[MPI.Request]) -> None:
 
     requests = list(requests)
     testall, yield_ = MPI.Request.Testall, os.sched_yield
+    deadline = None if within is None else time.monotonic() + within
     while not testall(requests):
-        yield_()
-
-
-def _poll(requests: Sequence[MPI.Request], wait: float) -> bool:
-    """Whether ``requests`` complete within ``wait`` seconds (for a side thread
-    while the job ends: never blocks for longer)."""
-    from mpi4py import MPI
-
-    deadline = time.monotonic() + wait
-    while not MPI.Request.Testall(list(requests)):
-        if time.monotonic() > deadline:
+        if deadline is not None and time.monotonic() > deadline:
             return False
-        time.sleep(0.005)
+        yield_()
     return True
 
 
@@ -159,9 +152,7 @@ class Exchange:
         from mpi4py import MPI
 
         comm = self.comm
-        if wait is None:
-            wait_all([request])
-        elif not _poll([request], wait):
+        if not wait_all([request], within=wait):
             return None
         records = self._records
         received = [Record.from_array(records[r * Record.SIZE:(r + 1) * Record.SIZE])
@@ -173,9 +164,7 @@ class Exchange:
                 buffers[rank] = bytearray(received[rank].payload_len)
                 requests.append(
                     comm.Irecv([buffers[rank], MPI.BYTE], source=rank, tag=_PAYLOAD_TAG))
-        if wait is None:
-            wait_all(requests)
-        elif not _poll(requests, wait):
+        if not wait_all(requests, within=wait):
             for late in requests:
                 late.Cancel()
             return None

@@ -131,6 +131,10 @@ class TestPipeline:
         self.index = 0  # number of the test in flight, the same on every rank
         self._held = Held()
         self._sync = True  # this test waits for the root's verdict (told at the agreement)
+        # -x/--maxfail/--sw: a failure stops the session (read once: fixed for the session)
+        self._stops_on_failure = bool(config.option.maxfail
+                                      or config.getoption("stepwise", False)
+                                      or config.getoption("stepwise_skip", False))
         self._pending: _Pending | None = None  # the root: a test not logged yet
         self._logstart: tuple[Any, pytest.Item] | None = None  # the root: logged after it
         self._lock = threading.Lock()
@@ -188,10 +192,8 @@ class TestPipeline:
         the session or run the test again: ``-x``/``--maxfail``, ``--sw``,
         ``--reruns``, a reporter outside pytest and mpidist, a stop already
         asked for -- and for the last test, so the session ends in step."""
-        config, session = self.config, item.session
-        return bool(nextitem is None or may_rerun or attempt or config.option.maxfail
-                    or config.getoption("stepwise", False)
-                    or config.getoption("stepwise_skip", False)
+        session = item.session
+        return bool(nextitem is None or may_rerun or attempt or self._stops_on_failure
                     or session.shouldstop or session.shouldfail
                     or _may_stop_on_a_pass(item))
 
@@ -350,16 +352,21 @@ class TestPipeline:
     def _log(self, pending: _Pending, gathered: list[tuple[Any, bytes | None]]) -> None:
         self._park()
         item = pending.item
-        results = [RankResult(0, pending.reports, pending.subtests)] + [
-            decode(self.config, rank, rec, data)
-            for rank, (rec, data) in enumerate(gathered) if rank]
-        merged = merge_test(self.group, results)
+        merged = self._merge(pending.reports, pending.subtests, gathered)
         replay(pending.ihook, item.nodeid, item.location, merged, started=True)
         self._write_line(item, pending.reports)
         if self._logstart is not None:
             ihook, current = self._logstart
             self._logstart = None
             ihook.pytest_runtest_logstart(nodeid=current.nodeid, location=current.location)
+
+    def _merge(self, reports: list[TestReport], subtests: list[TestReport],
+               gathered: list[tuple[Any, bytes | None]]) -> list[TestReport]:
+        """The root: its own reports and the other ranks' gathered ones, merged."""
+        results = [RankResult(0, reports, list(subtests))] + [
+            decode(self.config, rank, rec, data)
+            for rank, (rec, data) in enumerate(gathered) if rank]
+        return merge_test(self.group, results)
 
     def _exchange(self, item: pytest.Item, reports: list[TestReport],
                   subtests: list[TestReport], record: Any, payload: bytes | None,
@@ -371,10 +378,7 @@ class TestPipeline:
             return self.exchange.verdict([0, 0, 0])
         gathered = self.exchange.gather(record, None)  # the root keeps its objects
         assert gathered is not None
-        results = [RankResult(0, reports, list(subtests))] + [
-            decode(self.config, rank, rec, data)
-            for rank, (rec, data) in enumerate(gathered) if rank]
-        merged = merge_test(self.group, results)
+        merged = self._merge(reports, subtests, gathered)
         self._park()
         failed = any(r.failed for r in merged)
         again = may_rerun and failed

@@ -97,9 +97,13 @@ def left_early() -> bool:
     return _state.left_early
 
 
-def _remove_leftovers() -> None:
-    for path in _state.previous + _state.leftovers:
+def _remove(paths: list[str]) -> None:
+    for path in paths:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_leftovers() -> None:
+    _remove(_state.previous + _state.leftovers)
 
 
 def begin() -> None:
@@ -111,8 +115,7 @@ def begin() -> None:
     _state.sat_out = _state.left_early = _state.protocol = False
     _state.tests += 1
     if runtime.current().world.rank == 0:
-        for path in _state.previous:
-            shutil.rmtree(path, ignore_errors=True)
+        _remove(_state.previous)
     _state.previous, _state.leftovers = _state.leftovers, []
 
 
