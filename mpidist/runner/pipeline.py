@@ -299,23 +299,25 @@ class TestPipeline:
         self._write_line(item, reports)
         return bool(again)
 
-    def salvage(self, hung: int, wait: float) -> None:
-        """The root, from the thread reporting test ``hung``: log the test before it
-        if that one is still pending and its results arrive within ``wait`` seconds
-        (the other ranks sent them before they went on), so no finished result is
-        lost with the job. Whichever of this and ``_settle`` comes first takes it."""
+    def salvage(self, hung: int, wait: float) -> tuple[int, pytest.Item] | None:
+        """The root, from the thread reporting test ``hung``: log the pending test
+        before it if its results come within ``wait`` s (whichever of this and
+        ``_settle`` comes first takes it); else its number and item: a rank never
+        finished it, so the report belongs to it."""
         from mpi4py import MPI
 
         with self._lock:
             pending = self._pending
             if pending is None or pending.index == hung:
-                return  # nothing pending, or it is the hung test itself
+                return None  # nothing pending, or it is the hung test itself
             self._pending = None
         if MPI.Query_thread() != MPI.THREAD_MULTIPLE:
-            return  # MPI from this thread is not allowed
+            return None  # MPI from this thread is not allowed
         gathered = self.exchange.collect(pending.request, wait=wait)
-        if gathered is not None:
-            self._log(pending, gathered)
+        if gathered is None:
+            return pending.index, pending.item
+        self._log(pending, gathered)
+        return None
 
     def freeze(self) -> None:
         """A hang or SIGTERM is being reported from another thread and the job is
@@ -335,8 +337,7 @@ class TestPipeline:
             self.output.write_line(f"{test_outcome(reports).upper()} {item.nodeid}")
 
     def _settle(self) -> None:
-        """The root: collect, merge and log the test ``_run`` left pending, then
-        send the logstart of the test in flight."""
+        """The root: collect, merge and log the pending test; then the next logstart."""
         with self._lock:  # ``salvage`` may take it from the thread reporting a hang
             pending, self._pending = self._pending, None
         if pending is None:

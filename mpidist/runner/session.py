@@ -200,7 +200,9 @@ class MPISession:
             capture.suspend(in_=True)
         item, session = hang.item, self._session
         if self.pipeline is not None:  # the test before it, if still unlogged
-            self.pipeline.salvage(hang.index, wait=1.0)
+            unfinished = self.pipeline.salvage(hang.index, wait=1.0)
+            if unfinished is not None:  # a rank never finished it (e.g. died in it)
+                hang.index, hang.item = unfinished
             self.pipeline.freeze()  # this report is the last word
         if item is not None:
             session = item.session
