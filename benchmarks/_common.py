@@ -30,45 +30,50 @@ def precompile() -> None:
     compileall.compile_dir(str(REPO / "mpidist"), quiet=1)
 
 
-def peers_python() -> str:
-    """A separate venv for pytest-mpi and torch's test helpers (both define --with-mpi
-    or need extra packages, and must not see mpidist's plugin)."""
-    py = PEERS_VENV / "bin" / "python"
+def _venv_with(path: Path, *packages: str) -> str:
+    """The python of a venv at ``path`` with ``packages``, made on first use."""
+    py = path / "bin" / "python"
     if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", TORCH, "mpi4py", "pytest",
-                        "pytest-mpi", "expecttest", "numpy"], check=True)
+                        "numpy", *packages], check=True)
     return str(py)
 
 
+def peers_python() -> str:
+    """A separate venv for pytest-mpi and torch's test helpers (both define --with-mpi
+    or need extra packages, and must not see mpidist's plugin)."""
+    return _venv_with(PEERS_VENV, "pytest-mpi", "expecttest")
+
+
 ISOLATE_VENV = HERE / ".venv-isolate"
+MPIPYTEST_VENV = HERE / ".venv-mpipytest"
 
 
 def isolate_python() -> str:
     """pytest-isolate-mpi (one mpirun per test) in a venv of its own: its ``mpi``
     marker means something else than pytest-mpi's and mpidist's."""
-    py = ISOLATE_VENV / "bin" / "python"
-    if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(ISOLATE_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", TORCH, "mpi4py", "pytest",
-                        "pytest-isolate-mpi", "numpy"], check=True)
-    return str(py)
+    return _venv_with(ISOLATE_VENV, "pytest-isolate-mpi")
+
+
+def mpipytest_python() -> str:
+    """mpi-pytest (Firedrake's ``parallel(nprocs=k)``) in a venv of its own: its module
+    is ``pytest_mpi``, as pytest-mpi's is."""
+    return _venv_with(MPIPYTEST_VENV, "mpi-pytest")
 
 
 #: For runners that do not start torch.distributed themselves (pytest-mpi,
 #: pytest-isolate-mpi): a gloo group over mpi4py, once per MPI job, as mpidist does.
 GLOO_CONFTEST = '''
+import atexit
+
 import pytest
 import torch.distributed as dist
 from mpi4py import MPI
 
 
-@pytest.fixture(scope="session", autouse=True)
-def gloo_group():
+def _start():
     comm = MPI.COMM_WORLD
-    if comm.size == 1:  # pytest-isolate-mpi's controlling process
-        yield
-        return
     store = None
     if comm.rank == 0:
         store = dist.TCPStore("127.0.0.1", 0, comm.size, True, wait_for_workers=False)
@@ -76,8 +81,16 @@ def gloo_group():
     if comm.rank:
         store = dist.TCPStore("127.0.0.1", port, comm.size, False)
     dist.init_process_group("gloo", store=store, rank=comm.rank, world_size=comm.size)
+    atexit.register(dist.destroy_process_group)
+
+
+@pytest.fixture(autouse=True)
+def gloo_group():
+    # Started once per process, on the first test. Not a session fixture: pytest-isolate-mpi
+    # hands its per-test children cached session fixtures without running them again.
+    if MPI.COMM_WORLD.size > 1 and not dist.is_initialized():  # not its controller
+        _start()
     yield
-    dist.destroy_process_group()
 '''
 
 

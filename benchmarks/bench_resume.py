@@ -47,6 +47,9 @@ def main() -> None:
         for path in (ours, theirs):
             path.mkdir()
             (path / "pytest.ini").write_text(PYTEST_INI)
+        # pytest-isolate-mpi rebuilds its per-test command from the options, and mangles
+        # -p (its children then fail with "file or directory not found: -")
+        (theirs / "pytest.ini").write_text("[pytest]\n")
         body = textwrap.dedent(OURS).replace("{crash}", str(crash))
         (ours / "test_suite.py").write_text(body + "".join(
             f"\n\ndef test_{i}():\n    body({i})\n" for i in range(n)))

@@ -1,19 +1,30 @@
-"""Per-test cost of gathering and merging results vs the number of ranks.
+"""Per-test cost of mpidist's per-test machinery vs the number of ranks.
 
-200 trivial tests with ``--mpi-backend none`` at 2, 4, 8, 16, 32 ranks
-(oversubscribed on this box). A conftest on rank 0 times the run loop, from
-the first test's start to the session's end, so start-up (imports, MPI
-launch) is excluded; the per-test figure is the loop time / 200, which is
-pytest's own per-test work plus mpidist's gather, merge and verdict. A
-plain one-process pytest run of the same suite is the floor.
+``--tests`` trivial tests with ``--mpi-backend none`` at each rank count
+(oversubscribed on a small box), in up to three modes:
 
-With more ranks than cores, P processes time-share the cores and each does
-pytest's own per-test work, so wall time per test cannot beat
-(P / cores) x one rank's work. The "per core-share" column divides that out
-(wall / max(1, P / cores)): what is left growing is the cost of gathering,
-merging and the verdict, which is what this benchmark is about.
+* ``world``: every test on every rank (pytest-mpi's way): the gather, merge
+  and verdict over all ranks;
+* ``packed``: every test ``@pytest.mark.mpi(ranks=2)``, P/2 groups side by
+  side: the planner, rank 0's scheduler handing tests to P/2 groups, each
+  group's exchange and rank 0's replay of every group's result;
+* ``spread``: unmarked tests under ``--mpi-serial=spread``, P groups of one.
 
-Usage: python benchmarks/bench_scaling.py [--ranks 2,4,8,16,32] [--tests 200] [--json F]
+A conftest on rank 0 times the run loop, from the first test's start to the
+session's end, so start-up (imports, MPI launch) is excluded; the per-test
+figure is the loop time / tests. A plain one-process pytest run of the same
+suite is the floor.
+
+With more ranks than cores, P processes time-share the cores, so wall time per
+test cannot beat (P / cores) x one rank's share of the work (in ``world``
+mode every rank does pytest's own per-test work; in the packed modes rank 0,
+which replays every result, gets 1/(P/cores) of a core). The "per
+core-share" column divides that out (wall / max(1, P / cores)): what is left
+growing is the cost of mpidist's own coordination, which is what this
+benchmark is about.
+
+Usage: python benchmarks/bench_scaling.py [--ranks 2,4,8,16,32] [--tests 200]
+       [--modes world,packed,spread] [--repeat 3] [--json F]
 """
 
 from __future__ import annotations
@@ -43,11 +54,41 @@ def pytest_sessionfinish(session):
                        "tests": session.testscollected}, f)
 '''
 
+SUITES = {  # mode -> (marker line, extra pytest options)
+    "world": ("", []),
+    "packed": ("@pytest.mark.mpi(ranks=2)\n", []),
+    "spread": ("", ["--mpi-serial=spread"]),
+}
+
 
 def loop_seconds(cmd: list[str], cwd: Path) -> float:
     out = cwd / "out.json"
+    out.unlink(missing_ok=True)
     timed(cmd, cwd, {"BENCH_OUT": str(out)})
     return float(json.loads(out.read_text())["loop"])
+
+
+def write_suite(root: Path, tests: int, marker: str = "") -> None:
+    (root / "pytest.ini").write_text(PYTEST_INI)
+    (root / "conftest.py").write_text(CONFTEST)
+    (root / "test_trivial.py").write_text(
+        f"import pytest\n\n{marker}@pytest.mark.parametrize('i', range({tests}))\n"
+        "def test_trivial(i):\n    pass\n")
+
+
+def measure(mode: str, ranks: list[int], tests: int, repeat: int) -> dict[int, float]:
+    """Seconds per test at each rank count, median of ``repeat`` runs."""
+    marker, options = SUITES[mode]
+    per: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_suite(root, tests, marker)
+        for n in ranks:
+            cmd = [*mpirun(n), sys.executable, "-m", "pytest", "--with-mpi",
+                   "--mpi-backend=none", *options]
+            per[n] = median([loop_seconds(cmd, root) for _ in range(repeat)]) / tests
+            print(f"{mode} {n} ranks: {per[n] * 1e6:.0f} us/test", flush=True)
+    return per
 
 
 def main() -> None:
@@ -55,40 +96,40 @@ def main() -> None:
     parser.add_argument("--ranks", default="2,4,8,16,32")
     parser.add_argument("--tests", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--modes", default="world", help="world,packed,spread")
     parser.add_argument("--json", default="", help="also write the figures here")
     args = parser.parse_args()
     ranks = [int(r) for r in args.ranks.split(",")]
+    modes = args.modes.split(",")
+    unknown = set(modes) - set(SUITES)
+    if unknown:
+        sys.exit(f"bench_scaling: unknown mode(s) {sorted(unknown)}; known: {sorted(SUITES)}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "pytest.ini").write_text(PYTEST_INI)
-        (root / "conftest.py").write_text(CONFTEST)
-        (root / "test_trivial.py").write_text(
-            f"import pytest\n\n@pytest.mark.parametrize('i', range({args.tests}))\n"
-            "def test_trivial(i):\n    pass\n")
+        write_suite(root, args.tests)
         base = median([loop_seconds([sys.executable, "-m", "pytest"], root)
                        for _ in range(args.repeat)])
-        rows = []
-        for n in ranks:
-            cmd = [*mpirun(n), sys.executable, "-m", "pytest", "--with-mpi", "--mpi-backend=none"]
-            rows.append((n, median([loop_seconds(cmd, root) for _ in range(args.repeat)])))
-            print(f"{n} ranks: {rows[-1][1] / args.tests * 1e6:.0f} us/test", flush=True)
+    results = {mode: measure(mode, ranks, args.tests, args.repeat) for mode in modes}
     cores = len(os.sched_getaffinity(0))
-    per = {n: loop / args.tests for n, loop in rows}
-    share = {n: per[n] / max(1.0, n / cores) for n in ranks}
-    first = ranks[0]
+    figures: dict[str, dict[int, dict[str, float]]] = {}
     print(f"\n{args.tests} trivial tests, --mpi-backend none, {cores} cores, "
           f"median of {args.repeat}")
     print(f"one process, no MPI: {base / args.tests * 1e6:.0f} us/test")
-    print(f"{'ranks':>6}{'us/test':>10}{'per core-share':>16}{'growth':>8}"
-          f"{'log2 P growth':>15}")
-    for n in ranks:
-        print(f"{n:>6}{per[n] * 1e6:>10.0f}{share[n] * 1e6:>16.0f}"
-              f"{share[n] / share[first]:>8.2f}{math.log2(n) / math.log2(first):>15.2f}")
+    for mode, per in results.items():
+        share = {n: per[n] / max(1.0, n / cores) for n in ranks}
+        first = ranks[0]
+        figures[mode] = {n: {"us_per_test": per[n] * 1e6, "per_core_share_us": share[n] * 1e6,
+                             "growth": share[n] / share[first]} for n in ranks}
+        print(f"\nmode {mode}")
+        print(f"{'ranks':>6}{'us/test':>10}{'per core-share':>16}{'growth':>8}"
+              f"{'log2 P growth':>15}")
+        for n in ranks:
+            print(f"{n:>6}{per[n] * 1e6:>10.0f}{share[n] * 1e6:>16.0f}"
+                  f"{share[n] / share[first]:>8.2f}{math.log2(n) / math.log2(first):>15.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "cores": cores, "tests": args.tests, "one_process_us": base / args.tests * 1e6,
-            "ranks": {n: {"us_per_test": per[n] * 1e6, "per_core_share_us": share[n] * 1e6,
-                          "growth": share[n] / share[first]} for n in ranks}}, indent=1))
+            "modes": figures, "ranks": figures[modes[0]]}, indent=1))
 
 
 if __name__ == "__main__":

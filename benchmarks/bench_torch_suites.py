@@ -15,6 +15,11 @@ directory, ``INIT_METHOD``); ``rpc`` as test/distributed/rpc/test_tensorpipe_age
 Usage:
   python benchmarks/bench_torch_suites.py [--suites distributed,rpc] [--world-sizes 2,4]
         [--backends gloo,mpi] [-k EXPR] [--write-table DIR] [--against DIR] [--mpidist-only]
+  python benchmarks/bench_torch_suites.py --world-sizes 2,4 --together 8 [--against DIR]
+
+``--together`` runs the distributed suite at each world size in ONE mpidist job (a module
+per size, each importing its own copy of torch's module with WORLD_SIZE set, the class's
+``world_size`` pinned), packed side by side, against one mpidist job per size.
 """
 
 from __future__ import annotations
@@ -64,15 +69,62 @@ globals().update(generate_tests("TensorPipe", TensorPipeRpcAgentTestFixture,
 ''',
 }
 
+#: ``distributed`` pinned to one world size, for several sizes in one job (``--together``):
+#: torch's module reads WORLD_SIZE at import (``require_world_size`` and friends decide
+#: there), so each size imports its own copy of it with WORLD_SIZE set, as torch's CI
+#: process would have it, and pins the class's ``world_size`` (torch's reads the variable).
+PINNED = '''
+import importlib.util
+import os
+import sys
 
-def outcomes(junit: Path) -> dict[str, str]:
-    """Test name -> passed / failed / skipped, from a JUnit file."""
+import torch
+
+
+def _torch_module(world_size):
+    # under a name of its own in sys.modules: pickle finds the classes it defines by name
+    name = "torch.testing._internal.distributed.distributed_test"
+    origin = importlib.util.find_spec(name).origin
+    spec = importlib.util.spec_from_file_location(f"{{name}}_ws{{world_size}}", origin)
+    before = os.environ.get("WORLD_SIZE")
+    os.environ["WORLD_SIZE"] = str(world_size)
+    try:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        if before is None:
+            os.environ.pop("WORLD_SIZE")
+        else:
+            os.environ["WORLD_SIZE"] = before
+    return module
+
+
+_dt = _torch_module({ws})
+
+
+class TestDistBackendWithSpawn(_dt.TestDistBackend, _dt.DistributedTest._DistTestBase):
+    world_size = {ws}
+
+    def setUp(self):
+        super().setUp()
+        self._spawn_processes()
+        torch.backends.cudnn.flags(enabled=True, allow_tf32=False).__enter__()
+'''
+
+
+def outcomes(junit: Path, by_module: bool = False) -> dict[str, str]:
+    """Test name -> passed / failed / skipped, from a JUnit file (``by_module``: the key
+    is ``module::name``, for a job that runs one suite from several modules)."""
     found: dict[str, str] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         kinds = {child.tag for child in case}
         outcome = ("failed" if kinds & {"failure", "error"} else
                    "skipped" if "skipped" in kinds else "passed")
-        found[case.get("name", "")] = outcome
+        name = case.get("name", "")
+        if by_module:
+            name = f"{case.get('classname', '').split('.')[0]}::{name}"
+        found[name] = outcome
     return found
 
 
@@ -119,6 +171,27 @@ def one(suite: str, backend: str, world_size: int, select: list[str], torch_too:
     return figures
 
 
+def together(backend: str, sizes: list[int], ranks: int, select: list[str],
+               keep: Path) -> tuple[float, dict[int, dict[str, str]]]:
+    """The ``distributed`` suite at every size in ``sizes`` in one mpidist job of
+    ``ranks`` ranks (packed: one module per size); its seconds and outcomes per size."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"torch-together-{backend}-"))
+    for ws in sizes:
+        (workdir / f"test_distributed_ws{ws}.py").write_text(PINNED.format(ws=ws))
+    (workdir / "pytest.ini").write_text("[pytest]\n")
+    junit = workdir / "mpidist.xml"
+    seconds = run([*mpirun(ranks), sys.executable, "-m", "pytest", "-q", "-p", "no:randomly",
+                   "-p", "no:cacheprovider", *select, "--with-mpi", f"--junitxml={junit}",
+                   *(f"test_distributed_ws{ws}.py" for ws in sizes)],
+                  workdir, suite_env(backend, ranks, workdir / "m"),
+                  keep / f"distributed-{backend}-together-{ranks}.log")
+    found = outcomes(junit, by_module=True) if junit.exists() else {}
+    split = {ws: {name.split("::", 1)[1]: outcome for name, outcome in found.items()
+                  if name.startswith(f"test_distributed_ws{ws}::")} for ws in sizes}
+    shutil.rmtree(workdir, ignore_errors=True)
+    return seconds, split
+
+
 def compare(torch_side: dict[str, str], ours: dict[str, str]) -> list[str]:
     """Every test whose outcome differs (or that one side lacks)."""
     return [f"{name}: torch {torch_side.get(name, 'absent')}, mpidist "
@@ -144,6 +217,10 @@ def main() -> int:
     parser.add_argument("--mpidist-only", action="store_true",
                         help="no torch's runner (BACKEND=mpi on a torch without MPI, where "
                         "it cannot run): mpidist's outcomes, each failure listed")
+    parser.add_argument("--together", type=int, metavar="RANKS", default=0,
+                        help="the distributed suite at every --world-sizes in one job of "
+                        "RANKS ranks (packed), against one size at a time under mpidist; "
+                        "outcomes checked against --against's tables or each other")
     parser.add_argument("--logs", type=Path, default=Path("results/torch-suites"))
     args = parser.parse_args()
     import torch
@@ -153,6 +230,8 @@ def main() -> int:
     print(f"torch {torch.__version__}; logs in {args.logs}")
     print(f"{'suite':12} {'backend':7} {'ws':>2} {'torch p/f/s':>12} {'mpidist p/f/s':>14} "
           f"{'agree':>9} {'torch s':>8} {'mpidist s':>9} {'ratio':>6}")
+    if args.together:
+        return run_together(args, select)
     diverged = 0
     for suite in args.suites.split(","):
         for backend in args.backends.split(","):
@@ -196,6 +275,50 @@ def main() -> int:
                         {"torch": torch.__version__, "suite": suite, "backend": backend,
                          "world_size": ws, "outcomes": dict(sorted(theirs.items()))},
                         indent=1) + "\n")
+    print(f"{diverged} test(s) differ")
+    return 1 if diverged else 0
+
+
+def run_together(args: argparse.Namespace, select: list[str]) -> int:
+    """``--together``: one packed job against one job per size, outcome for outcome."""
+    import torch
+
+    sizes = [int(w) for w in args.world_sizes.split(",")]
+    diverged = 0
+    for backend in args.backends.split(","):
+        seconds, packed = together(backend, sizes, args.together, select, args.logs)
+        alone_s = 0.0
+        print(f"{'backend':7} {'ws':>2} {'alone p/f/s':>12} {'packed p/f/s':>13} {'agree':>9}"
+              f"{' table':>7} {'alone s':>8}")
+        for ws in sizes:
+            fig = one("distributed", backend, ws, select, False, args.logs)
+            alone = fig["mpidist"]
+            assert isinstance(alone, dict)
+            alone_s += float(fig["mpidist_s"])  # type: ignore[arg-type]
+            apart = compare(alone, packed[ws])
+            diffs = list(apart)
+            table = "-"
+            if args.against is not None:
+                data = json.loads((args.against / f"distributed-{backend}-ws{ws}.json")
+                                  .read_text())
+                if data["torch"] == torch.__version__:
+                    theirs = {k: v for k, v in data["outcomes"].items()
+                              if not select or k in alone}
+                    against = compare(theirs, packed[ws])
+                    diffs += [f"(torch's table) {line}" for line in against]
+                    table = "differs" if against else "agrees"
+                else:
+                    table = f"is torch {data['torch']}'s"
+            diverged += len(diffs)
+            both = set(alone) | set(packed[ws])
+            print(f"{backend:7} {ws:>2} {counts(alone):>12} {counts(packed[ws]):>13} "
+                  f"{len(both) - len(apart):>4}/{len(both):<4} {table:>6} "
+                  f"{float(fig['mpidist_s']):8.1f}")  # type: ignore[arg-type]
+            for line in diffs:
+                print(f"  differs: {line}")
+        print(f"{backend}: sizes {args.world_sizes} one at a time (mpirun -n each) "
+              f"{alone_s:.1f} s; together on {args.together} ranks, packed {seconds:.1f} s: "
+              f"{alone_s / seconds:.2f}x")
     print(f"{diverged} test(s) differ")
     return 1 if diverged else 0
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .bootstrap.store import Rendezvous
 
 __all__ = ["Runtime", "attach", "current", "init", "is_initialized", "release_default_group",
-           "restore_default_group", "shutdown"]
+           "restore_default_group", "shutdown", "swap"]
 
 
 @dataclass
@@ -47,6 +47,13 @@ class Runtime:
         generation: how many times the default group was (re)started.
         reason: why ``auto`` chose what it chose, when a rank had a GPU
             (empty otherwise).
+        tag: "" for the world; a packed group's name (``runner.subworld``), which
+            prefixes its process group's store keys and torch's shared files.
+        user_comm: a packed group's communicator for the code under test
+            (``COMM_WORLD``'s part), None for the world.
+        released: the default group was released for code that starts its own
+            (``release_default_group``) and is not back yet. Per runtime: a packed
+            group starts its own default group whatever the world's state.
     """
 
     rendezvous: Rendezvous
@@ -58,6 +65,9 @@ class Runtime:
     timeout: float = 300.0
     generation: int = 0
     reason: str = ""
+    tag: str = ""
+    user_comm: MPI.Comm | None = None
+    released: bool = False
 
     @property
     def world(self) -> World:
@@ -184,7 +194,13 @@ def init(
                 start_torch_store(rt.rendezvous, rt.comm, seconds)
                 export_torch_env(rt.world)
                 _register_mpi4py()
-            init_default_group(name, rt.world, rt.store, seconds, rt.generation)
+            init_default_group(name, rt.world, rt.store, seconds, rt.generation, rt.tag)
+            # No rank goes on until every rank is out of init_process_group: one that
+            # destroyed the group at once (a packed group with no test left, a torch
+            # class releasing it) would close gloo's mesh under a rank still connecting
+            # ("Connection closed by peer"). A rank whose init failed raised instead; it
+            # ends, and its death is reported (safety.keeper), not waited for here.
+            rt.comm.Barrier()
             rt.backend = name
             rt.generation += 1
     return rt.world
@@ -214,31 +230,38 @@ def _agree_on_auto(rt: Runtime) -> tuple[str, str]:
     return "gloo", f"auto: not NCCL, because {rt.world.describe(rank)}: {why}"
 
 
-def release_default_group() -> bool:
+def release_default_group() -> None:
     """Destroy the default group mpidist started, for code that starts its own
-    (torch's MultiProcessTestCase calls ``init_process_group`` itself).
-
-    Local, not collective. Returns whether there was one to release.
-    """
+    (torch's MultiProcessTestCase calls ``init_process_group`` itself); nothing if
+    there is none. Local, not collective."""
     rt = current()
     if rt.backend is None:
-        return False
+        return
     import torch.distributed as dist
 
     if dist.is_initialized():
         dist.destroy_process_group()
-    rt.backend = None
-    return True
+    rt.backend, rt.released = None, True
 
 
 def restore_default_group() -> None:
-    """Collective: start the default group again after ``release_default_group``."""
+    """Collective: start the default group again (after ``release_default_group``)."""
     rt = current()
     import torch.distributed as dist
 
     if dist.is_initialized():  # left behind by the code that released ours
         dist.destroy_process_group()
+    rt.backend = None  # (a packed group's may still be up: it is started again)
     init(rt.requested, timeout=rt.timeout)
+    rt.released = False
+
+
+def swap(rt: Runtime) -> Runtime:
+    """Make ``rt`` the current runtime and return the one it replaces: a packed
+    group's view of the job (``runner.subworld``) while its tests run."""
+    global _runtime
+    old, _runtime = current(), rt
+    return old
 
 
 def current() -> Runtime:

@@ -30,6 +30,12 @@ MPIRUN = shutil.which("mpirun")
 TIMEOUT = 180
 
 
+def _tail(data: bytes | str | None, lines: int = 40) -> str:
+    """The end of what a killed job had written (TimeoutExpired keeps bytes)."""
+    text = data.decode(errors="replace") if isinstance(data, bytes) else data or ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 @dataclass
 class MPIResult:
     """What an mpirun job left behind."""
@@ -109,8 +115,12 @@ class Job:
                 env: dict[str, str] | None = None) -> MPIResult:
         """Run any command line in the job directory (a launcher and what it starts)."""
         start = time.monotonic()
-        proc = subprocess.run(cmd, cwd=self.path, env={**job_env(), **(env or {})},
-                              capture_output=True, text=True, timeout=timeout)
+        try:
+            proc = subprocess.run(cmd, cwd=self.path, env={**job_env(), **(env or {})},
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:  # say where it stood: CI shows the message
+            pytest.fail(f"{' '.join(cmd)}\ntimed out after {timeout}s; the last output:\n"
+                        f"{_tail(exc.stdout)}\n--- stderr\n{_tail(exc.stderr)}")
         result = MPIResult(proc.returncode, proc.stdout, proc.stderr,
                            time.monotonic() - start, junit or self.path / "no-junit.xml")
         print(f"$ {' '.join(cmd)}\n--- rc={proc.returncode} in {result.seconds:.1f}s\n"

@@ -133,21 +133,23 @@ def resolve_backend(requested: str, world: World) -> str | None:
 
 
 def init_default_group(
-    backend: str, world: World, store: Store, timeout: float, generation: int = 0
+    backend: str, world: World, store: Store, timeout: float, generation: int = 0,
+    prefix: str = "",
 ) -> None:
     """Initialise torch's default process group on ``store`` (collective).
 
     ``generation`` counts re-initialisations in one job: each uses its own key
     prefix, since torch names every default group the same and stale
-    rendezvous keys of a destroyed group would otherwise be read back.
+    rendezvous keys of a destroyed group would otherwise be read back;
+    ``prefix`` keeps packed groups that run at the same time apart.
     """
     import torch
     import torch.distributed as dist
 
-    if generation:
+    if generation or prefix:
         from torch._C._distributed_c10d import PrefixStore
 
-        store = PrefixStore(f"mpidist/pg{generation}", store)
+        store = PrefixStore(f"mpidist/{prefix}pg{generation}", store)
     device_id = None
     if BACKENDS[backend].needs_cuda:
         device_id = torch.device("cuda", world.local_rank % cuda_devices())

@@ -113,9 +113,31 @@ KEEPER = Setting(
     "until rank 0 has reported a dead rank (off: the launcher may kill the job first).",
 )
 
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return lowered
+    return parse
+
+
+PACK = Setting(
+    "pack", "--mpi-pack", "mpi_pack", "MPIDIST_PACK", "on", _choice("on", "off"),
+    "on: tests sized to k ranks (mpi(ranks=k), parallel(nprocs=k), a torch class's "
+    "world_size) run side by side on disjoint groups of k ranks; off: one at a time on "
+    "ranks 0..k-1, the others sitting out.",
+)
+SERIAL = Setting(
+    "serial", "--mpi-serial", "mpi_serial", "MPIDIST_SERIAL", "all", _choice("all", "spread"),
+    "all: an unmarked test runs on every rank (pytest-mpi); spread: once, on one rank, "
+    "load-balanced over every rank and node (with --mpi-pack=off: on rank 0).",
+)
+
 SETTINGS: tuple[Setting[object], ...] = (  # type: ignore[assignment]
     BACKEND, LOG_DIR, RANK_OUTPUT, STORE_TIMEOUT, IFNAME, TIMEOUT, PEER_GRACE, JOURNAL,
-    RESUME, SHARED_DIR, KEEPER,
+    RESUME, SHARED_DIR, KEEPER, PACK, SERIAL,
 )
 
 

@@ -48,6 +48,12 @@ class Signer:
         return cls(comm.bcast(secrets.token_bytes(32) if comm.Get_rank() == 0 else None,
                               root=0))
 
+    def job_id(self) -> str:
+        """A name for this job that every rank knows and no other job shares (a digest of
+        the secret, which does not reveal it): for paths the ranks agree on without
+        talking, which a stale file of an earlier job with the same port must not match."""
+        return hashlib.sha256(b"mpidist-job:" + self._key).hexdigest()[:12]
+
     def secret(self) -> bytes:
         """The job's secret, for a rank's keeper over its private pipe (safety.keeper)."""
         return self._key

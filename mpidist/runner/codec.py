@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pytest
     from _pytest.reports import TestReport
 
-__all__ = ["decode", "decode_payload", "encode", "is_compact"]
+__all__ = ["decode", "decode_payload", "encode", "is_compact", "result_of", "to_json"]
 
 
 def is_compact(reports: Sequence[TestReport], subtests: Sequence[TestReport]) -> bool:
@@ -50,13 +50,21 @@ def encode(
     if is_compact(reports, subtests):
         record.digest = subtest_digest(subtests) if subtests else 0
         return record, None
+    payload = to_json(config, reports, subtests)
+    record.payload_len = len(payload)
+    return record, payload
+
+
+def to_json(config: pytest.Config, reports: Sequence[TestReport],
+              subtests: Sequence[TestReport], **head: Any) -> bytes:
+    """The reports as JSON through pytest's own hook, with ``head``'s fields beside
+    them (a packed group's result carries its test's number and index)."""
     to_wire = config.hook.pytest_report_to_serializable
-    payload = json.dumps({
+    return json.dumps({
+        **head,
         "reports": [to_wire(config=config, report=r) for r in reports],
         "subtests": [to_wire(config=config, report=r) for r in subtests],
     }, default=str).encode()
-    record.payload_len = len(payload)
-    return record, payload
 
 
 def decode(config: pytest.Config, rank: int, record: Record, payload: bytes | None) -> RankResult:
@@ -76,6 +84,11 @@ def decode_payload(config: pytest.Config, rank: int, payload: bytes) -> RankResu
     data = json.loads(payload)
     if not isinstance(data, dict):
         raise ValueError("a result payload must be a JSON object")
+    return result_of(config, rank, data)
+
+
+def result_of(config: pytest.Config, rank: int, data: dict[str, Any]) -> RankResult:
+    """A rank's full result from a payload already parsed."""
     return RankResult(rank, [_from_wire(config, d) for d in data["reports"]],
                       [_from_wire(config, d) for d in data["subtests"]])
 

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any, Generator, Sequence
 
 import pytest
 
+from ..bootstrap import settings
 from ..bootstrap.agree import raise_together
+from ..bootstrap.settings import setting
 from .failures import Labels, RankedFailure
 from .markers import apply_markers
+from .sizes import sizes_of
 
 if TYPE_CHECKING:
     from _pytest.reports import CollectReport
@@ -117,7 +120,10 @@ class CollectionAgreement:
     ) -> Generator[None, None, None]:
         self._raw = list(items)
         apply_markers(items, self.group.size, self.default_timeout)
-        return (yield)
+        result = yield
+        # after every other plugin: the testing layer's TORCH_SIZE, deselection
+        sizes_of(items, self.group.size, setting(config, settings.SERIAL) == "spread")
+        return result
 
     def pytest_collectreport(self, report: CollectReport) -> None:
         if report.failed:

@@ -30,7 +30,7 @@ from .results import PHASES
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["Exchange", "Record", "wait_all"]
+__all__ = ["Exchange", "Outbox", "Record", "wait_all"]
 
 _PAYLOAD_TAG = 7001
 
@@ -92,6 +92,24 @@ def wait_all(requests: Sequence[MPI.Request], within: float | None = None) -> bo
     return True
 
 
+class Outbox:
+    """Sends posted and not yet known complete, each with the buffers it reads:
+    MPI reads a buffer until its request completes, so it must stay referenced."""
+
+    def __init__(self) -> None:
+        self._held: list[tuple[list[MPI.Request], object]] = []
+
+    def hold(self, requests: list[MPI.Request], buffers: object) -> None:
+        """Keep ``buffers`` until ``requests`` complete; drop what completed meanwhile."""
+        self._held = [(rs, b) for rs, b in self._held if not all(r.Test() for r in rs)]
+        self._held.append((requests, buffers))
+
+    def settle(self) -> None:
+        """Wait until every held send completed."""
+        held, self._held = self._held, []
+        wait_all([request for requests, _ in held for request in requests])
+
+
 class Exchange:
     """The per-test gather/verdict protocol over one communicator (root: rank 0 of it)."""
 
@@ -101,7 +119,7 @@ class Exchange:
         self.size = comm.Get_size()
         self._records = array("d", bytes(8 * Record.SIZE * self.size))
         self._mine = array("d")
-        self._sent: list[tuple[list[MPI.Request], object]] = []
+        self._outbox = Outbox()
 
     def gather(
         self, record: Record, payload: bytes | None
@@ -124,12 +142,11 @@ class Exchange:
         if payload is not None:
             requests.append(comm.Isend([payload, MPI.BYTE], dest=0, tag=_PAYLOAD_TAG))
         requests[0].Test()  # starts the gather now in MPIs that progress only inside calls
-        self._sent.append((requests, (mine, payload)))
+        self._outbox.hold(requests, (mine, payload))
 
     def settle(self) -> None:
         """Wait until every posted ``send`` completed (the root has collected them)."""
-        sent, self._sent = self._sent, []
-        wait_all([request for requests, _ in sent for request in requests])
+        self._outbox.settle()
 
     def post_gather(self, record: Record) -> MPI.Request:
         """The root: post this test's gather; ``collect`` finishes it."""

@@ -21,16 +21,17 @@ from ..bootstrap.world import World
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["mpi_comm", "mpi_tmp_path", "mpi_tmpdir", "mpi_world", "process_group"]
+__all__ = ["mpi_comm", "mpi_ranks", "mpi_tmp_path", "mpi_tmpdir", "mpi_world", "process_group"]
 
 
 def _with_mpi(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("with_mpi"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mpi_world(request: pytest.FixtureRequest) -> World:
-    """This rank's ``World`` (rank, size, local rank, node, hosts, MASTER_ADDR)."""
+    """This rank's ``World`` (rank, size, local rank, node, hosts, MASTER_ADDR); in a
+    packed test, its group's (function scope: a rank runs tests in several groups)."""
     if not _with_mpi(request):
         pytest.skip("mpi_world needs --with-mpi")
     from ..runtime import current
@@ -38,14 +39,31 @@ def mpi_world(request: pytest.FixtureRequest) -> World:
     return current().world
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mpi_comm(request: pytest.FixtureRequest) -> MPI.Comm:
-    """mpi4py's ``COMM_WORLD`` (mpidist's own traffic uses a private duplicate)."""
+    """mpi4py's ``COMM_WORLD``; in a packed test, its group's part of it (mpidist's
+    own traffic uses a private duplicate)."""
     if not _with_mpi(request):
         pytest.skip("mpi_comm needs --with-mpi")
     from mpi4py import MPI
 
-    return MPI.COMM_WORLD
+    from ..runtime import current
+
+    return current().user_comm or MPI.COMM_WORLD
+
+
+@pytest.fixture
+def mpi_ranks(request: pytest.FixtureRequest) -> int:
+    """The number of ranks the test runs on: its ``mpi(ranks=...)`` size (one of a
+    list's, as a parameter), else the world's."""
+    param = getattr(request, "param", None)
+    if param is not None:
+        return int(param)
+    if not _with_mpi(request):
+        return 1
+    from ..runtime import current
+
+    return current().world.size
 
 
 @pytest.fixture

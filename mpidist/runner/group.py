@@ -17,7 +17,7 @@ from ..bootstrap.world import World, format_ranks
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["Group"]
+__all__ = ["Group", "Members"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,26 @@ class Group:
         label = "host" if len(hosts) == 1 else "hosts"
         return (f"ranks {format_ranks(ranks)}/{self.size} (global {format_ranks(globs)}, "
                 f"{label} {','.join(hosts)})")
+
+
+@dataclass(frozen=True)
+class Members:
+    """Labels for a group whose ranks are named by their global numbers, as the
+    watchdog and the keepers name them: global rank 7 of the group ``(6, 7)`` reads
+    ``rank 1/2 (global 7, host n2)``; the whole world reads as the world's labels."""
+
+    world: World
+    ranks: tuple[int, ...]
+
+    def _group(self) -> Group:
+        return Group(self.world, None, self.ranks, 0)  # type: ignore[arg-type]  # labels only
+
+    def describe(self, rank: int) -> str:
+        if rank not in self.ranks:  # (a second death, in another group)
+            return self.world.describe(rank)
+        return self._group().describe(self.ranks.index(rank))
+
+    def describe_ranks(self, ranks: list[int]) -> str:
+        if not set(ranks) <= set(self.ranks):
+            return self.world.describe_ranks(ranks)
+        return self._group().describe_ranks([self.ranks.index(r) for r in ranks])

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import threading
 import time
-import types
 from array import array
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generator
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 import pytest
 from _pytest.reports import TestReport
@@ -36,16 +35,17 @@ from _pytest.runner import runtestprotocol
 
 from .codec import decode, encode
 from .exchange import Exchange, wait_all
+from .group import Group
 from .held import Held
 from .markers import item_timeout
 from .merge import merge_test
 from .replay import replay
 from .reruns import mark_rerun, prepare_rerun, reruns_of
 from .results import CALL_MARKS, COLLECTIVE_SKIP, LEFT_EARLY, RankResult, test_outcome
+from .stops import may_stop_on_a_pass, stop_like_the_root
 
 if TYPE_CHECKING:
     from ..safety.watchdog import Watchdog
-    from .group import Group
     from .output import RankOutput
 
 __all__ = ["TestPipeline"]
@@ -54,25 +54,6 @@ _AGREED = pytest.StashKey[str]()  # this rank took part in the item's body agree
 
 # status of this rank's setup, for the agreement before the body (max wins)
 _SETUP_PASSED, _SETUP_SKIPPED, _SETUP_FAILED = 0, 1, 2
-
-
-#: reporters known to stop a session on failures only: pytest's, mpidist's, and
-#: pytest-rerunfailures' (its hook, with xdist installed, tidies the stats)
-_PASSIVE_REPORTERS = ("_pytest.", "mpidist.", "pytest_rerunfailures")
-
-
-def _may_stop_on_a_pass(item: pytest.Item) -> bool:
-    """Whether a ``pytest_runtest_logreport`` outside pytest and mpidist could stop
-    the session on a passing report (pytest's own stop only on failures). Such a
-    stop cannot be undone (pytest refuses to unset ``shouldstop``), so with one
-    registered the verdict always waits for the replay."""
-    for impl in item.ihook.pytest_runtest_logreport.get_hookimpls():
-        plugin = impl.plugin
-        name = (plugin.__name__ if isinstance(plugin, types.ModuleType)
-                else type(plugin).__module__)
-        if not name.startswith(_PASSIVE_REPORTERS):
-            return True
-    return False
 
 
 def _mark_call(item: pytest.Item, reports: list[TestReport]) -> None:
@@ -139,6 +120,14 @@ class TestPipeline:
         self._logstart: tuple[Any, pytest.Item] | None = None  # the root: logged after it
         self._lock = threading.Lock()
         self._frozen = False
+        self.sink: Callable[[pytest.Item, list[TestReport]], None] | None = None
+
+    def use(self, group: Group,
+            sink: Callable[[pytest.Item, list[TestReport]], None] | None = None) -> None:
+        """Run the next tests on ``group`` (packing); a root other than rank 0 hands
+        each merged result to ``sink`` (to rank 0) instead of logging it."""
+        self.flush()
+        self.group, self.exchange, self.sink = group, Exchange(group.comm), sink
 
     def _agree_on_body(self, item: pytest.Item, status: int, reason: str) -> str:
         """Collective over the group, once per test: "" if every rank may run the
@@ -164,7 +153,7 @@ class TestPipeline:
         self._sync = bool(worst[2])
         if not root:  # the root has logged the previous test: the group is past it
             self.watchdog.settled()
-            self._stop_like_the_root(session, bool(worst[1] & 1), bool(worst[1] & 2))
+            stop_like_the_root(session, bool(worst[1] & 1), bool(worst[1] & 2))
         if worst[0] != _SETUP_PASSED:
             states = comm.allgather((status, reason))
             worst_status = max(s for s, _ in states)
@@ -178,13 +167,6 @@ class TestPipeline:
         item.stash[_AGREED] = verdict
         return verdict
 
-    @staticmethod
-    def _stop_like_the_root(session: pytest.Session, fail: bool, stop: bool) -> None:
-        if fail and not session.shouldfail:
-            session.shouldfail = "rank 0 stopped the session (-x/--maxfail)"
-        if stop and not session.shouldstop:
-            session.shouldstop = "rank 0 stopped the session"
-
     def _needs_verdict(self, item: pytest.Item, nextitem: pytest.Item | None,
                        may_rerun: bool, attempt: int) -> bool:
         """The root: whether the other ranks must hear its verdict on this test
@@ -195,7 +177,7 @@ class TestPipeline:
         session = item.session
         return bool(nextitem is None or may_rerun or attempt or self._stops_on_failure
                     or session.shouldstop or session.shouldfail
-                    or _may_stop_on_a_pass(item))
+                    or may_stop_on_a_pass(item))
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -254,7 +236,7 @@ class TestPipeline:
                 self._settle()
         ihook = item.ihook
         watchdog.begin(self.index, item, item_timeout(item, self.default_timeout), group.ranks)
-        if root:
+        if root and self.sink is None:
             if self._pending is None:
                 ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
             else:  # logged by ``_settle``, after the previous test
@@ -295,7 +277,7 @@ class TestPipeline:
                                                 attempt, may_rerun)
         watchdog.end()
         if not root:
-            self._stop_like_the_root(item.session, bool(stop_fail), bool(stop))
+            stop_like_the_root(item.session, bool(stop_fail), bool(stop))
         self._write_line(item, reports)
         return bool(again)
 
@@ -353,13 +335,19 @@ class TestPipeline:
     def _log(self, pending: _Pending, gathered: list[tuple[Any, bytes | None]]) -> None:
         self._park()
         item = pending.item
-        merged = self._merge(pending.reports, pending.subtests, gathered)
-        replay(pending.ihook, item.nodeid, item.location, merged, started=True)
+        self._deliver(pending.ihook, item,
+                      self._merge(pending.reports, pending.subtests, gathered))
         self._write_line(item, pending.reports)
         if self._logstart is not None:
             ihook, current = self._logstart
             self._logstart = None
             ihook.pytest_runtest_logstart(nodeid=current.nodeid, location=current.location)
+
+    def _deliver(self, ihook: Any, item: pytest.Item, merged: list[TestReport]) -> None:
+        if self.sink is not None:
+            self.sink(item, merged)
+        else:
+            replay(ihook, item.nodeid, item.location, merged, started=True)
 
     def _merge(self, reports: list[TestReport], subtests: list[TestReport],
                gathered: list[tuple[Any, bytes | None]]) -> list[TestReport]:
@@ -386,8 +374,8 @@ class TestPipeline:
         if may_rerun or attempt:
             mark_rerun(merged, attempt, again)
         session = item.session
-        if failed or session.shouldfail or session.shouldstop or _may_stop_on_a_pass(item):
-            replay(item.ihook, item.nodeid, item.location, merged, started=True)
+        if failed or session.shouldfail or session.shouldstop or may_stop_on_a_pass(item):
+            self._deliver(item.ihook, item, merged)
             return self.exchange.verdict([int(bool(session.shouldfail)),
                                           int(bool(session.shouldstop)), int(again)])
         # Every rank passed, and the reporters are pytest's and mpidist's, which stop
@@ -395,6 +383,6 @@ class TestPipeline:
         # before the replay, so it goes first and the other ranks start the next
         # test while the root writes the report.
         buf, request = self.exchange.post_verdict([0, 0, 0])
-        replay(item.ihook, item.nodeid, item.location, merged, started=True)
+        self._deliver(item.ihook, item, merged)
         wait_all([request])
         return list(buf)

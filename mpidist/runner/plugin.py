@@ -81,9 +81,12 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "mpi(min_size=1, timeout=None): a test for MPI; skipped without --with-mpi, and "
-        "when the world has fewer than min_size ranks; timeout overrides --mpi-timeout.",
+        "mpi(min_size=1, ranks=None, timeout=None): a test for MPI; skipped without "
+        "--with-mpi, and when the world has fewer than min_size ranks; ranks=k (or a list) "
+        "runs it on a group of exactly k ranks; timeout overrides --mpi-timeout.",
     )
+    config.addinivalue_line(
+        "markers", "parallel(nprocs=1): mpi-pytest's spelling of mpi(ranks=nprocs).")
     config.addinivalue_line("markers", "mpi_skip: skip this test under --with-mpi.")
     config.addinivalue_line(
         "markers", "timeout(seconds): per-test time limit (pytest-timeout's marker; "
@@ -96,6 +99,12 @@ def pytest_configure(config: pytest.Config) -> None:
     session = config.pluginmanager.get_plugin("mpidist-session")
     if session is not None:  # last, so the terminal reporter and cache exist
         session.quiet_other_ranks()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from .sizes import generate
+
+    generate(metafunc)
 
 
 @pytest.hookimpl(trylast=True)

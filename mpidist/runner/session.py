@@ -32,8 +32,9 @@ from .codec import decode_payload
 from .collection import CollectionAgreement
 from .companions import check_companions, share_coverage
 from .failures import describe_hang, failed_reports
-from .group import Group
+from .group import Group, Members
 from .output import drain, start
+from .packing import Packer
 from .pipeline import TestPipeline
 from .replay import replay
 
@@ -83,6 +84,9 @@ class MPISession:
         config.pluginmanager.register(self.collection, "mpidist-collection")
         self.pipeline = TestPipeline(config, group, self.watchdog, self.output, timeout)
         config.pluginmanager.register(self.pipeline, "mpidist-pipeline")
+        config.pluginmanager.register(
+            Packer(config, self.pipeline, self.watchdog, setting(config, settings.PACK) == "on"),
+            "mpidist-packer")
         on_sigterm(self._on_sigterm)
         link = keeper.link()
         if link is not None:  # what the keeper needs to tell rank 0 that this rank died
@@ -199,6 +203,9 @@ class MPISession:
         if capture is not None:  # the main thread may be mid-test, its output captured
             capture.suspend(in_=True)
         item, session = hang.item, self._session
+        # a packed group's ranks by the group's numbers, with their global ones (Members
+        # reads the whole world as the world's labels)
+        labels = Members(self.world, hang.members) if hang.members else self.world
         if self.pipeline is not None:  # the test before it, if still unlogged
             unfinished = self.pipeline.salvage(hang.index, wait=1.0)
             if unfinished is not None:  # a rank never finished it (e.g. died in it)
@@ -207,8 +214,7 @@ class MPISession:
         if item is not None:
             session = item.session
             failure = describe_hang(
-                self.world, hang, lambda rank, payload: decode_payload(self.config, rank,
-                                                                       payload))
+                labels, hang, lambda rank, payload: decode_payload(self.config, rank, payload))
             reports = failed_reports(
                 item.nodeid, item.location, failure,
                 duration=hang.timeout if hang.why == "timeout" else 0.0,
@@ -221,7 +227,7 @@ class MPISession:
             self.config.hook.pytest_sessionfinish(session=session,
                                                   exitstatus=pytest.ExitCode.TESTS_FAILED)
         for rank, how in sorted(hang.died.items()):
-            print(f"mpidist: {self.world.describe(rank)} died {where}: {how}", flush=True)
+            print(f"mpidist: {labels.describe(rank)} died {where}: {how}", flush=True)
         sys.stdout.flush()
         if hang.died and self.watchdog is not None:  # the dead rank's keeper may go now
             self.watchdog.store.put(keeper.REPORTED, "1")

@@ -30,20 +30,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-import sysconfig
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any, Callable
 
 from ..bootstrap.channel import ChannelFull
 from ..bootstrap.signing import MAX_VALUE, SealedStore, Signer
 from ..bootstrap.world import World
 from .keeper import DIED
+from .stacks import thread_stacks, where
 
 __all__ = ["Hang", "RankState", "Watchdog", "where"]
 
@@ -51,11 +48,6 @@ TICK = 0.2  # seconds between checks of the deadline and the store
 ANSWER_WAIT = 5.0  # seconds rank 0 waits for every rank's stacks
 _PREFIX = "mpidist/wd/"
 _WHYS = ("timeout", "peer-failure", "terminated", "died")
-_LIBRARY_DIRS = tuple(
-    os.path.realpath(p) + os.sep
-    for p in {*(sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")),
-              os.path.dirname(__file__)}
-)
 
 
 @dataclass
@@ -99,41 +91,6 @@ class _Test:
     keys_seen: int = -1  # the store's key count when the leader last looked
 
 
-def where(frame: FrameType | None) -> str:
-    """``in barrier at test_x.py:12: dist.barrier()``: the innermost call, seen from user code."""
-    if frame is None:
-        return "no Python frame"
-    stack = traceback.extract_stack(frame)
-    inner = stack[-1]
-    user = next((f for f in reversed(stack) if not _is_library(f.filename)), None)
-    name = next((f.name for f in reversed(stack) if f.name not in ("wrapper", "inner")),
-                inner.name)
-    if user is None:
-        return f"in {name} ({inner.filename}:{inner.lineno})"
-    text = f"in {name} at {os.path.relpath(user.filename)}:{user.lineno}"
-    return f"{text}: {user.line}" if user.line else text
-
-
-def _is_library(filename: str) -> bool:
-    return filename.startswith("<") or os.path.realpath(filename).startswith(_LIBRARY_DIRS)
-
-
-def _thread_stacks(skip: int | None) -> str:
-    """Every thread's stack, each starting at its first frame of user code
-    (the runner's own frames above a test say nothing about where it hangs)."""
-    names = {t.ident: t.name for t in threading.enumerate()}
-    parts = []
-    for ident, frame in sys._current_frames().items():
-        if ident == skip:
-            continue
-        stack = traceback.extract_stack(frame)
-        first = next((i for i, f in enumerate(stack) if not _is_library(f.filename)), None)
-        shown = stack[first:] if first is not None else stack[-8:]
-        parts.append(f"Thread {names.get(ident, ident)}:\n"
-                     + "".join(traceback.format_list(shown)))
-    return "\n".join(parts)
-
-
 def _state(rank: int, value: str) -> RankState | None:
     """A verified answer back into a RankState (None if its shape is wrong)."""
     try:
@@ -169,6 +126,9 @@ class Watchdog:
         self._prev: _Test | None = None
         self.settling = False  # rank 0's main thread waits for the previous test's results
         self._keys_seen = -1  # the store's key count when rank 0 last looked for deaths
+        # rank 0: tests other packed groups run (first index -> attempts, test)
+        self._watched: dict[int, tuple[int, _Test]] = {}
+        self._watch_seen = -1
         self._tick_keys: int | None = None  # this tick's count (``_key_count``)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mpidist-watchdog",
@@ -207,6 +167,17 @@ class Watchdog:
         """Every rank is past the test ``end(keep=True)`` kept."""
         self._prev = None
 
+    def watch(self, index: int, attempts: int, item: Any, timeout: float,
+              members: tuple[int, ...]) -> None:
+        """Rank 0 (any thread): another group runs test ``index`` (and its reruns,
+        the next ``attempts - 1`` numbers); its members time it and answer, rank 0
+        reports it if one of them asks for a dump or dies."""
+        self._watched[index] = (attempts, _Test(index, item, timeout, float("inf"), members))
+
+    def unwatch(self, index: int) -> None:
+        """Rank 0: the group's result for test ``index`` arrived."""
+        self._watched.pop(index, None)
+
     def _stuck(self, test: _Test | None) -> _Test | None:
         """The test a stop on rank 0 belongs to: the previous one while the main
         thread is waiting for its results, else the one in flight."""
@@ -230,7 +201,8 @@ class Watchdog:
             self._tick_keys = None
             test, prev = self._test, self._prev
             try:
-                if self.on_hang is not None and self._a_rank_died(self._stuck(test)):
+                if self.on_hang is not None and (self._a_rank_died(self._stuck(test))
+                                                 or self._a_watched_test_hung()):
                     return
                 if prev is not None and not (prev.answered and not self._leads(prev)):
                     # timed only while rank 0 waits for its results: still in it, then
@@ -288,6 +260,10 @@ class Watchdog:
             how = self.store.get(f"{DIED}/{rank}")
             if how is not None:  # signed by a keeper of this job
                 died[rank] = how
+        if test is not None and not set(died) & set(test.members):
+            test = None  # rank 0's group's test: the dead rank is in another group
+        test = next((t for _, t in self._watched.values() if set(died) & set(t.members)),
+                    test)  # the packed test the dead rank was in
         if not died or (test is not None and test.triggered):
             return False  # forged, or another report of this test is under way
         assert self.on_hang is not None
@@ -304,6 +280,26 @@ class Watchdog:
         self.on_hang(hang)
         return True
 
+    def _a_watched_test_hung(self) -> bool:
+        """Rank 0: a member of another group asked for a dump (timeout, peer
+        failure): collect that group's answers and report it."""
+        if not self._watched:
+            return False
+        keys = self._key_count()  # counted once per tick (``_a_rank_died`` did already)
+        if keys == self._watch_seen:
+            return False
+        self._watch_seen = keys
+        for first, (attempts, test) in list(self._watched.items()):
+            for index in range(first, first + attempts):
+                why = self.store.get(f"{_PREFIX}dump/{index}")
+                if why in _WHYS:
+                    assert self.on_hang is not None
+                    test.index = index
+                    test.triggered = test.answered = True
+                    self.on_hang(self.collect(test, str(why)))
+                    return True
+        return False
+
     def _a_member_failed(self, test: _Test) -> bool:
         """Whether a member posted a signed failure (looked for when keys were added)."""
         keys = self._key_count()
@@ -315,7 +311,7 @@ class Watchdog:
 
     def _answer(self, test: _Test) -> None:
         frame = sys._current_frames().get(self._main)
-        stacks = _thread_stacks(skip=threading.get_ident())
+        stacks = thread_stacks(skip=threading.get_ident())
         record = {"status": test.phase, "where": where(frame), "stacks": stacks,
                   "payload": None if test.payload is None else test.payload.decode()}
         key = f"{_PREFIX}stack/{test.index}/{self.world.rank}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import inspect
 import os
 import shutil
 import sys
@@ -56,11 +57,13 @@ class _State:
     tests: int = 0  # tests begun, the same count on every rank
     sat_out: bool = False  # this rank sat out the test in flight
     left_early: bool = False  # this rank left the body through a TEST_SKIPS exit code
-    groups: dict[int, MPI.Comm] = field(default_factory=dict)  # world_size -> its ranks
+    groups: dict[tuple[str, int], MPI.Comm] = field(default_factory=dict)  # its ranks
+    tag: str = ""  # the packed group whose tests ``tests`` counts ("": the world)
     protocol: bool = False  # the test in flight ran through torch's child protocol
     leftovers: list[str] = field(default_factory=list)  # agreed directories to remove
     previous: list[str] = field(default_factory=list)  # the test before's, removed next
     cleanup: bool = False  # the removal at exit is registered
+    root: bool = False  # this rank is rank 0 of the world or group of the test in flight
 
 
 _state = _State()
@@ -78,6 +81,20 @@ def is_spawning_class(cls: type | None) -> bool:
     bases = tuple(getattr(torch_cd, name) for name in
                   ("MultiProcessTestCase", "MultiProcContinuousTest") if hasattr(torch_cd, name))
     return isinstance(cls, type) and issubclass(cls, bases)
+
+
+def world_size_of(cls: type) -> int | None:
+    """A spawning class's ``world_size`` read without an instance (torch's is a
+    property, ``4`` unless overridden); None when it needs one (it is then read at
+    run time, and the test runs on the world with the ranks above it sitting out)."""
+    attr: Any = inspect.getattr_static(cls, "world_size", None)
+    try:
+        getter = attr.fget if isinstance(attr, property) else None
+        value = getter(object.__new__(cls)) if getter is not None else attr
+    except Exception:  # reads state its __init__ or setUp makes
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else None
 
 
 def sat_out() -> bool:
@@ -113,23 +130,30 @@ def begin() -> None:
     once rank 0 begins test k + 2 it has passed the body agreement of k + 1, which
     every rank reaches only after test k."""
     _state.sat_out = _state.left_early = _state.protocol = False
+    rt = runtime.current()
+    if rt.tag != _state.tag:  # a packed group's ranks count from its first test
+        if _state.root:  # its last group is gone (collectively): none of it is in use
+            _remove(_state.previous + _state.leftovers)
+        _state.previous, _state.leftovers = [], []
+        _state.tag, _state.tests = rt.tag, 0
+    _state.root = rt.world.rank == 0
     _state.tests += 1
-    if runtime.current().world.rank == 0:
+    if _state.root:
         _remove(_state.previous)
     _state.previous, _state.leftovers = _state.leftovers, []
 
 
 def group_comm(world_size: int) -> MPI.Comm:
     """Collective over the world (once per size): the communicator of ranks
-    ``0..world_size-1``, COMM_NULL elsewhere."""
+    ``0..world_size-1``, COMM_NULL elsewhere (the world: a packed group's, there)."""
     from mpi4py import MPI
 
-    if world_size not in _state.groups:
-        rt = runtime.current()
+    rt = runtime.current()
+    key = (rt.tag, world_size)
+    if key not in _state.groups:
         rank = rt.world.rank
-        _state.groups[world_size] = rt.comm.Split(0 if rank < world_size else MPI.UNDEFINED,
-                                                  rank)
-    return _state.groups[world_size]
+        _state.groups[key] = rt.comm.Split(0 if rank < world_size else MPI.UNDEFINED, rank)
+    return _state.groups[key]
 
 
 def participate(world_size: int, what: str) -> int:
@@ -150,10 +174,11 @@ def participate(world_size: int, what: str) -> int:
 
 
 def shared_file(tag: str) -> str:
-    """A path the test's ranks agree on without talking: job, test count, tag."""
+    """A path the test's ranks agree on without talking: job, group, test count, tag."""
     rt = runtime.current()
     base = _state.shared_dir or tempfile.gettempdir()
-    return os.path.join(base, f"mpidist-{rt.world.master_port}-{_state.tests}-{tag}")
+    group = rt.tag.replace("/", ".")  # "p3.g1." in a packed group, "" for the world
+    return os.path.join(base, f"mpidist-{rt.signer.job_id()}-{group}{_state.tests}-{tag}")
 
 
 def _run_here(self: Any, fn: Callable[[], Any]) -> None:
@@ -202,7 +227,7 @@ def _share_temp_dir() -> None:
     agreed = shared_file("TEMP_DIR")
     for sub in ("barrier", "test_dir", "init_dir"):
         os.makedirs(os.path.join(agreed, sub), exist_ok=True)
-    if not _state.cleanup and runtime.current().world.rank == 0:
+    if not _state.cleanup and _state.root:
         _state.cleanup = True
         atexit.register(_remove_leftovers)  # the last tests', at the end of the session
     _state.leftovers.append(agreed)

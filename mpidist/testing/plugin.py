@@ -34,8 +34,6 @@ from ..runner.results import CALL_MARKS, LEFT_EARLY, ROOT_DECIDES, SAT_OUT
 
 __all__: list[str] = []
 
-_RELEASED = pytest.StashKey[bool]()  # the default group is down for a torch class
-
 
 def _active(config: pytest.Config) -> bool:
     return bool(config.getoption("with_mpi", False))
@@ -51,6 +49,24 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> None:
         compat.install(setting(collector.config, settings.SHARED_DIR))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A torch spawning class's ``world_size`` sizes its tests (``runner.sizes``)."""
+    if not _active(config):
+        return
+    from ..runner.sizes import TORCH_SIZE
+    from . import compat
+
+    sizes: dict[type, int | None] = {}
+    for item in items:
+        cls = getattr(item, "cls", None)
+        if cls is not None and compat.is_spawning_class(cls):
+            if cls not in sizes:
+                sizes[cls] = compat.world_size_of(cls)
+            size = sizes[cls]
+            if size is not None:
+                item.stash[TORCH_SIZE] = size
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
@@ -59,18 +75,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
         from . import compat, protocol
 
         compat.begin()
-        stash = item.config.stash
         if compat.is_spawning_class(getattr(item, "cls", None)):
-            if not stash.get(_RELEASED, False):
-                stash[_RELEASED] = runtime.release_default_group()
+            runtime.release_default_group()  # this world's or packed group's
             snapshot = protocol.Snapshot()  # what torch's child would not have seen
             try:
                 return (yield)
             finally:
                 snapshot.restore()
-        elif stash.get(_RELEASED, False):
+        elif runtime.current().released:
             runtime.restore_default_group()  # collective: every rank is here
-            stash[_RELEASED] = False
     return (yield)
 
 

@@ -79,12 +79,25 @@ def _exit_code(code: Any) -> int:
 
 
 def destroy_groups() -> None:
-    """Drop the default group (and with it every subgroup) a test left behind."""
+    """Drop the default group (and with it every subgroup) a test left behind, and
+    leave torch's group counter at 0, where a fresh child process has it.
+
+    torch names each new group by that counter and puts the name in its store keys;
+    ``destroy_process_group`` sets it back to 0, but a rank whose ``init_process_group``
+    failed (after naming the group) has no group to destroy. Its counter would stay one
+    ahead of the others', and the next test's default groups would wait for each other
+    under different names until the timeout (seen under Open MPI 5 on 2 busy cores).
+    """
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if not dist.is_available():
+        return
+    if dist.is_initialized():
         with contextlib.suppress(AssertionError, ValueError, RuntimeError):
             dist.destroy_process_group()
+    world = getattr(sys.modules.get("torch.distributed.distributed_c10d"), "_world", None)
+    if not dist.is_initialized() and isinstance(getattr(world, "group_count", None), int):
+        world.group_count = 0  # type: ignore[union-attr]
 
 
 def seed_like_torch() -> None:

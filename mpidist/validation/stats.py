@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-__all__ = ["BUS_FACTOR", "Suspect", "busbw", "localise", "robust_low", "round_robin"]
+__all__ = ["BUS_FACTOR", "Suspect", "busbw", "localise", "recheck", "robust_low", "round_robin"]
 
 #: busbw = algbw x factor(n), as nccl-tests defines it (doc/PERFORMANCE.md)
 BUS_FACTOR: dict[str, Callable[[int], float]] = {
@@ -130,6 +130,24 @@ def localise(
                 result.suspects.append(Suspect("link", link, (
                     f"{bw:.2f} GB/s, below the expected {expect_gbps:g} GB/s")))
     return result
+
+
+def recheck(names: Sequence[str], suspects: Sequence[Suspect],
+            rounds: Sequence[Sequence[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+    """The rounds that measure again every link a suspect stands on (all the links of a
+    suspect node, the suspect link itself), in the order of ``rounds``, empty rounds dropped.
+
+    A suspect is named only when it is slow twice: on shared or time-sliced hosts one
+    moment of contention can make a healthy link an outlier once (a healthy 3-node
+    namespace cluster once gave 0.42 GB/s on a link whose median was 1.23), while a bad
+    link or node stays bad."""
+    index = {name: i for i, name in enumerate(names)}
+    nodes = {index[s.name] for s in suspects if s.kind == "node"}
+    links = {tuple(sorted(index[end] for end in s.name.split("<->")))
+             for s in suspects if s.kind == "link"}
+    again = [[(a, b) for a, b in pairs if a in nodes or b in nodes or (a, b) in links]
+             for pairs in rounds]
+    return [pairs for pairs in again if pairs]
 
 
 def round_robin(n: int) -> list[list[tuple[int, int]]]:

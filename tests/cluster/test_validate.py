@@ -87,6 +87,7 @@ def test_slow_node_is_named_and_only_it(ns_cluster, make_job):
     bw = report["links"]["bandwidth_gbps"]
     fast = bw[0][1]
     assert bw[0][2] < fast / 5 and bw[1][2] < fast / 5  # both of its links, in the JSON
+    assert sorted(map(tuple, report["links"]["rechecked"])) == [(0, 2), (1, 2)]  # slow twice
     # the heatmap shows it: its 4 cells (row and column) are in the ~0 GB/s colour
     assert low_fraction(job.path / "v.png") > 0.1
 

@@ -123,3 +123,46 @@ def test_never():
     assert cases["test_a"] == "passed"
     assert "terminated" in cases["test_long"]
     assert "test_never" not in cases
+
+
+PACKED = '''
+import os, time
+import pytest
+
+
+@pytest.mark.mpi(ranks=2)
+def test_crash_in_a_group(mpi_comm):
+    if mpi_comm.Get_rank() == 1:  # the group's rank 1, in whichever group runs it
+        time.sleep(0.5)  # the other group is in a test of its own by now
+        os._exit(3)
+    mpi_comm.Barrier()
+
+
+@pytest.mark.mpi(ranks=2)
+@pytest.mark.parametrize("i", range(8))
+def test_pair(i, mpi_comm):
+    time.sleep(0.2)
+    mpi_comm.Barrier()
+'''
+
+
+def test_a_crash_in_a_packed_group_costs_one_relaunch(job):
+    """Rank 0 reports the death in whichever group it happened; the relaunch runs the
+    tests no group finished, the one the other group had in flight included."""
+    job.write("test_packed.py", PACKED)
+    junit = job.path / "out.xml"
+    cmd = [sys.executable, "-m", "mpidist.cli", "run", "-n", "4", "--oversubscribe", "--",
+           "test_packed.py", "-p", "no:randomly", "--mpi-backend", "none",
+           f"--junitxml={junit}"]
+    proc = subprocess.run(cmd, cwd=job.path, env=job_env(), capture_output=True, text=True,
+                          timeout=240)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 1
+    assert "mpidist run: 2 launch(es)" in proc.stderr
+    cases = junit_cases(junit)
+    assert sorted(cases) == sorted([f"test_pair[{i}]" for i in range(8)] +
+                                   ["test_crash_in_a_group"])  # each once
+    assert all(cases[f"test_pair[{i}]"] == "passed" for i in range(8))
+    crash = cases["test_crash_in_a_group"]
+    assert "died: exit code 3" in crash and ("rank 1/2 (global 1, host " in crash or
+                                             "rank 1/2 (global 3, host " in crash), crash

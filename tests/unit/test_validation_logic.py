@@ -10,7 +10,7 @@ import pytest
 
 from mpidist.validation.config import Config, parse_expect, parse_sizes
 from mpidist.validation.inventory import compare
-from mpidist.validation.stats import busbw, localise, robust_low, round_robin
+from mpidist.validation.stats import Suspect, busbw, localise, recheck, robust_low, round_robin
 
 NAN = math.nan
 
@@ -75,6 +75,19 @@ def test_expected_bandwidth_flags_uniformly_slow_links():
     suspects = localise(["a", "b"], matrix(2, 5.0), expect_gbps=20).suspects
     assert [(s.kind, s.name) for s in suspects] == [("link", "a<->b")]
     assert "below the expected 20 GB/s" in suspects[0].why
+
+
+def test_recheck_measures_again_only_the_links_a_suspect_stands_on():
+    names = ["a", "b", "c", "d"]
+    rounds = round_robin(4)
+    assert recheck(names, [], rounds) == []
+    link = recheck(names, [Suspect("link", "c<->b", "slow")], rounds)
+    assert link == [[(1, 2)]]
+    node = recheck(names, [Suspect("node", "d", "slow")], rounds)
+    assert sorted(pair for pairs in node for pair in pairs) == [(0, 3), (1, 3), (2, 3)]
+    assert all(len(pairs) == 1 for pairs in node)  # one round each: d is in every pair
+    both = recheck(names, [Suspect("node", "d", ""), Suspect("link", "a<->b", "")], rounds)
+    assert sorted(pair for pairs in both for pair in pairs) == [(0, 1), (0, 3), (1, 3), (2, 3)]
 
 
 def test_robust_low_needs_three_values_and_a_real_drop():

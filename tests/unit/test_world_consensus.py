@@ -6,6 +6,7 @@ import pytest
 
 from mpidist.bootstrap.world import World, format_ranks
 from mpidist.runner.collection import describe_mismatch, fingerprint, first_difference
+from mpidist.runner.group import Members
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,15 @@ def test_describe():
     assert W.describe_ranks([0, 1]) == "ranks 0-1/4 (host a)"
     assert W.describe_ranks([1, 2, 3]) == "ranks 1-3/4 (hosts a,b)"
     assert W.hostname == "a"
+
+
+def test_members_name_the_group_rank_the_global_rank_and_the_host():
+    """The watchdog's global numbers, read as a packed group's (hang and death reports)."""
+    pair = Members(W, (3, 1))
+    assert pair.describe(1) == "rank 1/2 (global 1, host a)"
+    assert pair.describe_ranks([3, 1]) == "ranks 0-1/2 (global 1,3, hosts a,b)"
+    assert pair.describe(0) == "rank 0/4 (host a)"  # not a member: the world's label
+    assert Members(W, (0, 1, 2, 3)).describe_ranks([2, 3]) == W.describe_ranks([2, 3])
 
 
 def test_fingerprint_is_order_sensitive():
