@@ -56,21 +56,32 @@ class Group:
 
     def describe(self, rank: int) -> str:
         """How messages name group rank ``rank``: ``rank 1/2 (global 7, host n2)``."""
-        if self.is_world:
-            return self.world.describe(rank)
-        glob = self.ranks[rank]
-        return f"rank {rank}/{self.size} (global {glob}, host {self.world.hosts[glob]})"
+        return _describe(self.world, self.ranks, rank)
 
     def describe_ranks(self, ranks: list[int]) -> str:
         """A set of group ranks, with their global ranks and hosts."""
-        if self.is_world or len(ranks) == 1:
-            return (self.world.describe_ranks(ranks) if self.is_world
-                    else self.describe(ranks[0]))
-        globs = [self.ranks[r] for r in ranks]
-        hosts = sorted({self.world.hosts[g] for g in globs}, key=self.world.hosts.index)
-        label = "host" if len(hosts) == 1 else "hosts"
-        return (f"ranks {format_ranks(ranks)}/{self.size} (global {format_ranks(globs)}, "
-                f"{label} {','.join(hosts)})")
+        return _describe_ranks(self.world, self.ranks, ranks)
+
+
+def _describe(world: World, members: tuple[int, ...], rank: int) -> str:
+    """Group rank ``rank`` of the group of global ranks ``members``."""
+    if len(members) == world.size:
+        return world.describe(rank)
+    glob = members[rank]
+    return f"rank {rank}/{len(members)} (global {glob}, host {world.hosts[glob]})"
+
+
+def _describe_ranks(world: World, members: tuple[int, ...], ranks: list[int]) -> str:
+    """Group ranks ``ranks`` of the group of global ranks ``members``."""
+    if len(members) == world.size:
+        return world.describe_ranks(ranks)
+    if len(ranks) == 1:
+        return _describe(world, members, ranks[0])
+    globs = [members[r] for r in ranks]
+    hosts = sorted({world.hosts[g] for g in globs}, key=world.hosts.index)
+    label = "host" if len(hosts) == 1 else "hosts"
+    return (f"ranks {format_ranks(ranks)}/{len(members)} (global {format_ranks(globs)}, "
+            f"{label} {','.join(hosts)})")
 
 
 @dataclass(frozen=True)
@@ -82,15 +93,12 @@ class Members:
     world: World
     ranks: tuple[int, ...]
 
-    def _group(self) -> Group:
-        return Group(self.world, None, self.ranks, 0)  # type: ignore[arg-type]  # labels only
-
     def describe(self, rank: int) -> str:
         if rank not in self.ranks:  # (a second death, in another group)
             return self.world.describe(rank)
-        return self._group().describe(self.ranks.index(rank))
+        return _describe(self.world, self.ranks, self.ranks.index(rank))
 
     def describe_ranks(self, ranks: list[int]) -> str:
         if not set(ranks) <= set(self.ranks):
             return self.world.describe_ranks(ranks)
-        return self._group().describe_ranks([self.ranks.index(r) for r in ranks])
+        return _describe_ranks(self.world, self.ranks, [self.ranks.index(r) for r in ranks])
