@@ -16,6 +16,7 @@ Usage: python benchmarks/bench_real_suite.py [--ranks 2,4] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -122,7 +123,9 @@ def main() -> None:
                     seen[(name, n)] = found
                     print(f"round {round_ + 1}, {n} ranks: {name} {seconds:.2f} s {found}",
                           flush=True)
-    print(f"\nreal-shaped suite (1,100 tests, 6,000 subtests), median of {args.rounds}")
+    print(f"\nreal-shaped suite (1,100 tests, 6,000 subtests), median of {args.rounds}; "
+          f"PYTHONUNBUFFERED={os.environ.get('PYTHONUNBUFFERED', '(unset)')} (with it, "
+          "every write to the terminal is a system call)")
     print(f"{'ranks':>6}{'mpidist s':>11}{'pytest-mpi s':>14}{'ratio':>8}  counts agree")
     for n in ranks:
         ours, theirs = median(times[("mpidist", n)]), median(times[("pytest-mpi", n)])

@@ -335,13 +335,14 @@ class TestPipeline:
     def _log(self, pending: _Pending, gathered: list[tuple[Any, bytes | None]]) -> None:
         self._park()
         item = pending.item
-        self._deliver(pending.ihook, item,
-                      self._merge(pending.reports, pending.subtests, gathered))
-        self._write_line(item, pending.reports)
-        if self._logstart is not None:
-            ihook, current = self._logstart
-            self._logstart = None
-            ihook.pytest_runtest_logstart(nodeid=current.nodeid, location=current.location)
+        with self.output.held_flushes():
+            self._deliver(pending.ihook, item,
+                          self._merge(pending.reports, pending.subtests, gathered))
+            self._write_line(item, pending.reports)
+            if self._logstart is not None:
+                ihook, current = self._logstart
+                self._logstart = None
+                ihook.pytest_runtest_logstart(nodeid=current.nodeid, location=current.location)
 
     def _deliver(self, ihook: Any, item: pytest.Item, merged: list[TestReport]) -> None:
         if self.sink is not None:
@@ -375,7 +376,8 @@ class TestPipeline:
             mark_rerun(merged, attempt, again)
         session = item.session
         if failed or session.shouldfail or session.shouldstop or may_stop_on_a_pass(item):
-            self._deliver(item.ihook, item, merged)
+            with self.output.held_flushes():
+                self._deliver(item.ihook, item, merged)
             return self.exchange.verdict([int(bool(session.shouldfail)),
                                           int(bool(session.shouldstop)), int(again)])
         # Every rank passed, and the reporters are pytest's and mpidist's, which stop
@@ -383,6 +385,7 @@ class TestPipeline:
         # before the replay, so it goes first and the other ranks start the next
         # test while the root writes the report.
         buf, request = self.exchange.post_verdict([0, 0, 0])
-        self._deliver(item.ihook, item, merged)
+        with self.output.held_flushes():
+            self._deliver(item.ihook, item, merged)
         wait_all([request])
         return list(buf)

@@ -106,6 +106,8 @@ class MPISession:
         assert self.collection is not None
         self.collection.adopt_rank0_cache_state()
         if self.rank == 0:
+            self.output.hold_terminal_flushes(
+                self.config.pluginmanager.get_plugin("terminalreporter"))
             return
         # A segfault's traceback goes where the launcher shows it, not /dev/null.
         import faulthandler
