@@ -15,10 +15,9 @@ run it again (``-x``, ``--maxfail``, ``--sw``, ``--reruns``, a reporter outside
 pytest and mpidist) and the last test get a verdict: the root broadcasts
 whether the session must stop, so every rank stops at the same test, and
 whether the test runs again (``reruns``), so every rank reruns it or none does
--- after the replay when a rank failed, before it when all passed (see
-``_exchange``). The root says at the body agreement which kind the test is.
-The watchdog is told when the test begins, when this rank is done with it
-(with its failure, if any) and when the group is past it.
+-- after the replay when a rank failed, before it when all passed (``_exchange``).
+The root says at the body agreement which kind the test is. The watchdog hears
+when the test begins, when this rank is done (failed?), when the group is past it.
 """
 
 from __future__ import annotations
@@ -238,7 +237,7 @@ class TestPipeline:
         watchdog.begin(self.index, item, item_timeout(item, self.default_timeout), group.ranks)
         if root and self.sink is None:
             if self._pending is None:
-                ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+                self._start(ihook, item)
             else:  # logged by ``_settle``, after the previous test
                 self._logstart = (ihook, item)
         with self._held.hold(item.session) as subtests:
@@ -302,9 +301,18 @@ class TestPipeline:
         return None
 
     def freeze(self) -> None:
-        """A hang or SIGTERM is being reported from another thread and the job is
-        ending: from now on the main thread logs nothing (``_park``)."""
-        self._frozen = True
+        """A hang or SIGTERM is being reported (another thread): the main thread logs no more."""
+        with self._lock:  # after any logstart ``_start`` is making
+            self._frozen = True
+
+    def _start(self, ihook: Any, item: pytest.Item) -> None:
+        """The root logs that ``item`` starts, unless a report is ending the job (in
+        ``mpidist run``'s journal it would read as the test in flight when the job died)."""
+        with self._lock:
+            if not self._frozen:
+                ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+                return
+        self._park()
 
     def _park(self) -> None:
         """The main thread, once frozen: wait for the job's end. A rank that was
@@ -342,7 +350,7 @@ class TestPipeline:
             if self._logstart is not None:
                 ihook, current = self._logstart
                 self._logstart = None
-                ihook.pytest_runtest_logstart(nodeid=current.nodeid, location=current.location)
+                self._start(ihook, current)
 
     def _deliver(self, ihook: Any, item: pytest.Item, merged: list[TestReport]) -> None:
         if self.sink is not None:
