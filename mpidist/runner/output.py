@@ -166,6 +166,11 @@ class RankOutput:
         finally:
             terminal.release()
 
+    def release_terminal(self) -> None:
+        """Write what ``held_flushes`` holds now (a thread that will never leave it)."""
+        if self._terminal is not None:
+            self._terminal.release()
+
     @property
     def launcher_stderr(self) -> int:
         """The stderr the launcher gave this rank (crash tracebacks go there)."""

@@ -319,6 +319,7 @@ class TestPipeline:
         stuck may still send its result before the launcher kills this process,
         and a second summary or JUnit file would contradict the report."""
         if self._frozen and threading.current_thread() is threading.main_thread():
+            self.output.release_terminal()  # (parked inside ``held_flushes``)
             while True:
                 time.sleep(3600)
 
@@ -388,10 +389,9 @@ class TestPipeline:
                 self._deliver(item.ihook, item, merged)
             return self.exchange.verdict([int(bool(session.shouldfail)),
                                           int(bool(session.shouldstop)), int(again)])
-        # Every rank passed, and the reporters are pytest's and mpidist's, which stop
-        # a session only on a failure (-x, --maxfail, --sw): the verdict is known
-        # before the replay, so it goes first and the other ranks start the next
-        # test while the root writes the report.
+        # Every rank passed, and pytest's and mpidist's reporters stop a session only on
+        # a failure (-x, --maxfail, --sw): the verdict is known before the replay, so it
+        # goes first and the other ranks start the next test while the root logs.
         buf, request = self.exchange.post_verdict([0, 0, 0])
         with self.output.held_flushes():
             self._deliver(item.ihook, item, merged)
