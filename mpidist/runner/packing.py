@@ -53,13 +53,14 @@ class Packer:
     def __init__(self, config: pytest.Config, pipeline: TestPipeline, watchdog: Watchdog,
                  pack: bool) -> None:
         self.config, self.pipeline, self.watchdog, self.pack = config, pipeline, watchdog, pack
-        self.durations: dict[str, float] = {}  # rank 0: this run's
+        self.durations: dict[str, float] = {}  # rank 0: this run's, of sized tests
+        self._sized: set[str] = set()  # their node ids (only their order uses durations)
         self._items: list[pytest.Item] = []
         self._index: dict[int, int] = {}  # id(item) -> its index
         self._numbers: dict[int, int] = {}  # index -> the number it was handed out as
 
     def pytest_runtest_logreport(self, report: TestReport) -> None:
-        if str(report.outcome) != "rerun":
+        if report.nodeid in self._sized and str(report.outcome) != "rerun":
             self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + \
                 report.duration
 
@@ -84,6 +85,7 @@ class Packer:
         if self.config.option.collectonly:
             return True
         whole = [item for item in items if not item.stash.get(SIZE, WORLD)]
+        self._sized = {item.nodeid for item in items if item.stash.get(SIZE, WORLD)}
         for i, item in enumerate(whole):
             item.ihook.pytest_runtest_protocol(
                 item=item, nextitem=whole[i + 1] if i + 1 < len(whole) else None)
