@@ -16,10 +16,11 @@ cache, for the next run's longest-first order.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from array import array
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pytest
 from _pytest.reports import TestReport
@@ -58,6 +59,9 @@ class Packer:
         self._items: list[pytest.Item] = []
         self._index: dict[int, int] = {}  # id(item) -> its index
         self._numbers: dict[int, int] = {}  # index -> the number it was handed out as
+        self._sched: Scheduler | None = None  # rank 0, while the phases run
+        self._replaying = threading.Lock()  # the main thread's drain, or the job's end
+        self._ended = False  # the job is ending: the report is being written elsewhere
 
     def pytest_runtest_logreport(self, report: TestReport) -> None:
         if report.nodeid in self._sized and str(report.outcome) != "rerun":
@@ -102,7 +106,7 @@ class Packer:
         rt = runtime.current()
         world, world_group = rt.world, self.pipeline.group
         comm = rt.comm.Dup()
-        sched = self._scheduler(comm) if world.rank == 0 else None
+        sched = self._sched = self._scheduler(comm) if world.rank == 0 else None
         client = Client(comm) if world.rank else None
         phase = 0
         try:
@@ -140,6 +144,7 @@ class Packer:
             if sched is not None:
                 sched.close()
                 self._drain(sched)
+                self._sched = None
         comm.Free()
         if rt.requested.strip().lower() != "none":
             runtime.restore_default_group()  # collective: the world's group again
@@ -229,13 +234,40 @@ class Packer:
                 last=not any(str(r.outcome) == "rerun" for r in merged)))
         return send
 
-    def _drain(self, sched: Scheduler) -> None:
-        """Rank 0's main thread: replay the results other groups sent."""
-        while sched.inbox:
-            data = sched.inbox.popleft()
-            item = self._items[int(data["index"])]
-            result = result_of(self.config, 0, data)
-            replay(item.ihook, item.nodeid, item.location, result.reports or [])
+    def _drain(self, sched: Scheduler, hook: Any = None, reported: Sequence[Any] = ()) -> None:
+        """Replay the results other groups sent: rank 0's main thread between its own
+        tests, or (``hook``: the config's, the main thread holds the items') the thread
+        reporting the job's end -- one at a time, and nothing after that. The tests
+        that report names (``reported``) are its to log."""
+        with self._replaying:
+            if self._ended:
+                return
+            while sched.inbox:
+                data = sched.inbox.popleft()
+                item = self._items[int(data["index"])]
+                if any(item is other for other in reported):
+                    continue
+                result = result_of(self.config, 0, data)
+                replay(hook or item.ihook, item.nodeid, item.location, result.reports or [])
+            if hook is not None:
+                self._ended = True
+
+    def wind_down(self, hook: Any, reported: Sequence[Any], wait: float) -> None:
+        """Rank 0, from the thread reporting a hang, a death or SIGTERM (the main
+        thread may be stuck in its own test): no more tests for any group, and every
+        result the other groups finish within ``wait`` s goes into the report, but for
+        the tests the report names (``reported``). A test still running then is left
+        out: it may not have begun (a root asks one test ahead), and a report must not
+        record a test that never ran."""
+        sched = self._sched
+        if sched is None:
+            return
+        sched.stop()
+        named = {self._index.get(id(item), -1) for item in reported}
+        deadline = time.monotonic() + wait
+        while sched.serving() and sched.awaited() - named and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._drain(sched, hook, reported)
 
 
 def _raise_stop(session: pytest.Session) -> None:

@@ -40,8 +40,8 @@ from .markers import item_timeout
 from .merge import merge_test
 from .replay import replay
 from .reruns import mark_rerun, prepare_rerun, reruns_of
-from .results import CALL_MARKS, COLLECTIVE_SKIP, LEFT_EARLY, RankResult, test_outcome
-from .stops import may_stop_on_a_pass, stop_like_the_root
+from .results import AGREED, LEFT_EARLY, RankResult, mark_call, test_outcome
+from .stops import may_stop_on_a_pass, needs_verdict, stop_like_the_root
 
 if TYPE_CHECKING:
     from ..safety.watchdog import Watchdog
@@ -49,30 +49,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TestPipeline"]
 
-_AGREED = pytest.StashKey[str]()  # this rank took part in the item's body agreement
-
 # status of this rank's setup, for the agreement before the body (max wins)
 _SETUP_PASSED, _SETUP_SKIPPED, _SETUP_FAILED = 0, 1, 2
-
-
-def _mark_call(item: pytest.Item, reports: list[TestReport]) -> None:
-    """Put on this rank's call report what the runner and the layers above say
-    about it: a skip made by the body agreement (``COLLECTIVE_SKIP``) and the
-    item's ``CALL_MARKS``. Once per test, after the fact: a hook wrapper would
-    run for every report (each subtest's too)."""
-    agreed = item.stash.get(_AGREED, "")
-    del item.stash[_AGREED]
-    marks = item.stash.get(CALL_MARKS, ())
-    if not (agreed or marks):
-        return
-    if marks:
-        del item.stash[CALL_MARKS]
-    for report in reports:
-        if report.when == "call":
-            if agreed and report.skipped:
-                setattr(report, COLLECTIVE_SKIP, True)
-            for name in marks:
-                setattr(report, name, True)
 
 
 @dataclass
@@ -119,6 +97,8 @@ class TestPipeline:
         self._logstart: tuple[Any, pytest.Item] | None = None  # the root: logged after it
         self._lock = threading.Lock()
         self._frozen = False
+        self._settling: _Pending | None = None  # the root's main thread collects it
+        self._logging = False  # ... and is logging it now
         self.sink: Callable[[pytest.Item, list[TestReport]], None] | None = None
 
     def use(self, group: Group,
@@ -132,7 +112,7 @@ class TestPipeline:
         """Collective over the group, once per test: "" if every rank may run the
         body, else why not. It also carries two words from the root: whether it
         has stopped the session (so every rank stops after this test) and
-        whether this test waits for a verdict (``_needs_verdict``).
+        whether this test waits for a verdict (``stops.needs_verdict``).
 
         Ranks whose setup passed call this just before the body; the others
         after their phases -- one call per rank per test, so it always matches.
@@ -163,20 +143,8 @@ class TestPipeline:
             else:
                 reasons = sorted({states[r][1] for r in ranks})
                 verdict = f"skipped on {where}: {'; '.join(reasons)}"
-        item.stash[_AGREED] = verdict
+        item.stash[AGREED] = verdict
         return verdict
-
-    def _needs_verdict(self, item: pytest.Item, nextitem: pytest.Item | None,
-                       may_rerun: bool, attempt: int) -> bool:
-        """The root: whether the other ranks must hear its verdict on this test
-        before they start the next one. Only when the merged result could stop
-        the session or run the test again: ``-x``/``--maxfail``, ``--sw``,
-        ``--reruns``, a reporter outside pytest and mpidist, a stop already
-        asked for -- and for the last test, so the session ends in step."""
-        session = item.session
-        return bool(nextitem is None or may_rerun or attempt or self._stops_on_failure
-                    or session.shouldstop or session.shouldfail
-                    or may_stop_on_a_pass(item))
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -230,7 +198,8 @@ class TestPipeline:
         root = group.is_root
         self.index += 1
         if root:
-            self._sync = self._needs_verdict(item, nextitem, may_rerun, attempt)
+            self._sync = needs_verdict(item, nextitem, may_rerun or bool(attempt),
+                                       self._stops_on_failure)
             if self._pending is not None and self._sync:
                 self._settle()
         ihook = item.ihook
@@ -242,13 +211,13 @@ class TestPipeline:
                 self._logstart = (ihook, item)
         with self._held.hold(item.session) as subtests:
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
-        if _AGREED not in item.stash:  # the body never started here: agree anyway
+        if AGREED not in item.stash:  # the body never started here: agree anyway
             setup = reports[0]
             status = (_SETUP_FAILED if setup.failed else
                       _SETUP_SKIPPED if setup.skipped else _SETUP_PASSED)
             reason = setup.longrepr[2] if isinstance(setup.longrepr, tuple) else ""
             self._agree_on_body(item, status, reason.removeprefix("Skipped: "))
-        _mark_call(item, reports)
+        mark_call(item, reports)
         # A failure is never compact: the payload serialized for the exchange is
         # the one the watchdog sends if the test then hangs (serialized once); the
         # root serializes only then, since it keeps its own objects. A rank that
@@ -287,11 +256,15 @@ class TestPipeline:
         finished it, so the report belongs to it."""
         from mpi4py import MPI
 
+        deadline = time.monotonic() + wait
         with self._lock:
             pending = self._pending
             if pending is None or pending.index == hung:
-                return None  # nothing pending, or it is the hung test itself
-            self._pending = None
+                pending = None  # nothing pending, or it is the hung test itself
+            else:
+                self._pending = None
+        if pending is None:
+            return self._await_settling(hung, deadline)
         if MPI.Query_thread() != MPI.THREAD_MULTIPLE:
             return None  # MPI from this thread is not allowed
         gathered = self.exchange.collect(pending.request, wait=wait)
@@ -299,6 +272,20 @@ class TestPipeline:
             return pending.index, pending.item
         self._log(pending, gathered)
         return None
+
+    def _await_settling(self, hung: int, deadline: float) -> tuple[int, pytest.Item] | None:
+        """``salvage`` when the main thread is itself collecting the test before:
+        let it log that test if its results come in time (waiting for the logging
+        to end); else the report is that test's, and the main thread logs it not."""
+        while True:
+            with self._lock:
+                settling = self._settling
+                if settling is None or settling.index == hung:
+                    return None
+                if time.monotonic() > deadline and not self._logging:
+                    self._settling, self._frozen = None, True  # (``_settle`` parks)
+                    return settling.index, settling.item
+            time.sleep(0.01)
 
     def freeze(self) -> None:
         """A hang or SIGTERM is being reported (another thread): the main thread logs no more."""
@@ -331,6 +318,7 @@ class TestPipeline:
         """The root: collect, merge and log the pending test; then the next logstart."""
         with self._lock:  # ``salvage`` may take it from the thread reporting a hang
             pending, self._pending = self._pending, None
+            self._settling = pending
         if pending is None:
             return
         self.watchdog.settling = True  # a stop now belongs to that test
@@ -338,8 +326,16 @@ class TestPipeline:
             gathered = self.exchange.collect(pending.request)
         finally:
             self.watchdog.settling = False
+        with self._lock:  # else a report took the test over: it has the last word
+            self._logging = ours = self._settling is pending
+        if not ours:
+            self._park()
         self.watchdog.settled()
-        self._log(pending, gathered)
+        try:
+            self._log(pending, gathered)
+        finally:
+            with self._lock:
+                self._settling, self._logging = None, False
 
     def _log(self, pending: _Pending, gathered: list[tuple[Any, bytes | None]]) -> None:
         self._park()

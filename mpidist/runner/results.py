@@ -22,8 +22,8 @@ import pytest
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
-__all__ = ["ABNORMAL", "CALL_MARKS", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES", "ROOT_DECIDES",
-           "SAT_OUT", "RankResult",
+__all__ = ["ABNORMAL", "AGREED", "CALL_MARKS", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES",
+           "ROOT_DECIDES", "SAT_OUT", "RankResult", "mark_call",
            "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
 PHASES = ("setup", "call", "teardown")
@@ -43,9 +43,32 @@ ROOT_DECIDES = "mpi_root_decides"
 #: item stash key: the attributes above that a layer wants on this rank's call
 #: report (the pipeline sets them once per test, not in a hook run per report)
 CALL_MARKS = pytest.StashKey[tuple[str, ...]]()
+#: item stash key: this rank took part in the item's body agreement ("" or why
+#: the body did not run)
+AGREED = pytest.StashKey[str]()
 #: on the merged call report of a test that ended the job (timeout,
 #: peer-failure, terminated): the journal records it, ``mpidist run`` resumes
 ABNORMAL = "mpi_abnormal"
+
+
+def mark_call(item: pytest.Item, reports: list[TestReport]) -> None:
+    """Put on this rank's call report what the runner and the layers above say
+    about it: a skip made by the body agreement (``COLLECTIVE_SKIP``) and the
+    item's ``CALL_MARKS``. Once per test, after the fact: a hook wrapper would
+    run for every report (each subtest's too)."""
+    agreed = item.stash.get(AGREED, "")
+    del item.stash[AGREED]
+    marks = item.stash.get(CALL_MARKS, ())
+    if not (agreed or marks):
+        return
+    if marks:
+        del item.stash[CALL_MARKS]
+    for report in reports:
+        if report.when == "call":
+            if agreed and report.skipped:
+                setattr(report, COLLECTIVE_SKIP, True)
+            for name in marks:
+                setattr(report, name, True)
 
 
 @dataclass

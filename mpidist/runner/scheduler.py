@@ -62,6 +62,7 @@ class Scheduler:
         self._main = 0
         self._ended: set[int] = set()
         self._out: set[int] = set()  # numbers handed to other groups, no result yet
+        self._handed: dict[int, int] = {}  # number -> item index
         self._number = 0
         self._failures = 0
         self._lock = threading.Lock()
@@ -97,9 +98,19 @@ class Scheduler:
             self._number += 1
             if ranks[0] != 0:
                 self._out.add(self._number)
+                self._handed[self._number] = index
                 self.watchdog.watch(first_index(self._number), self.attempts[index],
                                     self.items[index], self.timeouts[index], ranks)
             return index, self._number
+
+    def awaited(self) -> set[int]:
+        """Item indices handed to other groups whose (last) result has not come."""
+        with self._lock:
+            return {self._handed[number] for number in self._out}
+
+    def serving(self) -> bool:
+        """Whether a thread receives results (else only ``poll`` on the main thread)."""
+        return self._thread is not None
 
     def phase_done(self) -> bool:
         with self._lock:

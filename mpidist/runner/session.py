@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 import pytest
 
@@ -31,7 +31,7 @@ from ..safety.watchdog import Hang, Watchdog
 from .codec import decode_payload
 from .collection import CollectionAgreement
 from .companions import check_companions, share_coverage
-from .failures import describe_hang, failed_reports
+from .failures import Labels, describe_hang, failed_reports
 from .group import Group, Members
 from .output import drain, start
 from .packing import Packer
@@ -55,6 +55,7 @@ class MPISession:
         self.watchdog: Watchdog | None = None
         self.collection: CollectionAgreement | None = None
         self.pipeline: TestPipeline | None = None
+        self.packer: Packer | None = None
         self.slurm_problems: list[str] = []
         self._ending = threading.Event()  # a hang or SIGTERM is being reported
         self._session: pytest.Session | None = None
@@ -84,9 +85,9 @@ class MPISession:
         config.pluginmanager.register(self.collection, "mpidist-collection")
         self.pipeline = TestPipeline(config, group, self.watchdog, self.output, timeout)
         config.pluginmanager.register(self.pipeline, "mpidist-pipeline")
-        config.pluginmanager.register(
-            Packer(config, self.pipeline, self.watchdog, setting(config, settings.PACK) == "on"),
-            "mpidist-packer")
+        self.packer = Packer(config, self.pipeline, self.watchdog,
+                             setting(config, settings.PACK) == "on")
+        config.pluginmanager.register(self.packer, "mpidist-packer")
         on_sigterm(self._on_sigterm)
         link = keeper.link()
         if link is not None:  # what the keeper needs to tell rank 0 that this rank died
@@ -179,14 +180,16 @@ class MPISession:
             finally:
                 keeper.mark_done()
                 os._exit(128 + 15)
-        hang = self.watchdog.request_dump("terminated", wait=0.3)
-        if hang is not None:
-            self._on_hang(hang, abort=False)
+        hangs = self.watchdog.request_dump("terminated", wait=0.3)
+        if hangs:
+            self._on_hang(hangs[0], abort=False, others=hangs[1:], wait=0.3)
         elif not self._ending.is_set():
             self._ending.set()
             if self.pipeline is not None:
                 self.pipeline.salvage(-1, wait=0.3)
                 self.pipeline.freeze()
+            if self.packer is not None:  # what other groups finished goes in too
+                self.packer.wind_down(self.config.hook, (), wait=0.3)
             session = self._session
             if session is not None:
                 session.shouldstop = "mpidist: the job was terminated (SIGTERM)"
@@ -196,38 +199,37 @@ class MPISession:
         keeper.mark_done()
         os._exit(128 + 15)
 
-    def _on_hang(self, hang: Hang, abort: bool = True) -> None:
-        """The watchdog gave up on a test: log it, finish the session, abort."""
+    def _on_hang(self, hang: Hang, abort: bool = True, others: Sequence[Hang] = (),
+                 wait: float = 1.0) -> None:
+        """The watchdog gave up on a test (``others``: tests other groups were in at
+        SIGTERM): log it, finish the session, abort. ``wait``: seconds for results
+        still on their way (SIGTERM: the launcher kills within about a second)."""
         if self._ending.is_set():
             return
         self._ending.set()
         capture = self.config.pluginmanager.getplugin("capturemanager")
         if capture is not None:  # the main thread may be mid-test, its output captured
             capture.suspend(in_=True)
-        item, session = hang.item, self._session
-        # a packed group's ranks by the group's numbers, with their global ones (Members
-        # reads the whole world as the world's labels)
-        labels = Members(self.world, hang.members) if hang.members else self.world
+        session = self._session
         if self.pipeline is not None:  # the test before it, if still unlogged
-            unfinished = self.pipeline.salvage(hang.index, wait=1.0)
-            if unfinished is not None:  # a rank never finished it (e.g. died in it)
-                hang.index, hang.item = unfinished
+            unfinished = self.pipeline.salvage(hang.index, wait=wait)
+            if unfinished is not None:  # a rank never finished it (e.g. died in it): the
+                hang.index, hang.item = unfinished  # fault is its, not the next test's
             self.pipeline.freeze()  # this report is the last word
-        if item is not None:
-            session = item.session
-            failure = describe_hang(
-                labels, hang, lambda rank, payload: decode_payload(self.config, rank, payload))
-            reports = failed_reports(
-                item.nodeid, item.location, failure,
-                duration=hang.timeout if hang.why == "timeout" else 0.0,
-                properties=[("mpi_outcomes", hang.why)], abnormal=hang.why)
-            # not item.ihook: the main thread is holding those
-            replay(self.config.hook, item.nodeid, item.location, reports, started=True)
+        item = hang.item
+        reported = [h.item for h in (hang, *others) if h.item is not None]
+        if self.packer is not None:  # what other groups finished goes in too
+            self.packer.wind_down(self.config.hook, reported, wait=wait)
+        for each in (hang, *others):
+            if each.item is not None:
+                session = each.item.session
+                self._replay_hang(each)
         where = item.nodeid if item is not None else "between tests"
         if session is not None:
             session.shouldfail = f"mpidist: {hang.why} in {where}"
             self.config.hook.pytest_sessionfinish(session=session,
                                                   exitstatus=pytest.ExitCode.TESTS_FAILED)
+        labels = self._labels(hang)
         for rank, how in sorted(hang.died.items()):
             print(f"mpidist: {labels.describe(rank)} died {where}: {how}", flush=True)
         sys.stdout.flush()
@@ -243,6 +245,25 @@ class MPISession:
 
         MPI.COMM_WORLD.Abort(int(pytest.ExitCode.TESTS_FAILED))
         os._exit(int(pytest.ExitCode.TESTS_FAILED))  # not reached: Abort ends the process
+
+    def _labels(self, hang: Hang) -> Labels:
+        """A packed group's ranks by the group's numbers, with their global ones
+        (``Members`` reads the whole world as the world's labels)."""
+        return Members(self.world, hang.members) if hang.members else self.world
+
+    def _replay_hang(self, hang: Hang) -> None:
+        """Log the test ``hang`` names as failed, with where every rank was."""
+        item = hang.item
+        failure = describe_hang(self._labels(hang), hang,
+                                lambda rank, payload: decode_payload(self.config, rank, payload))
+        reports = failed_reports(
+            item.nodeid, item.location, failure,
+            duration=hang.timeout if hang.why == "timeout" else 0.0,
+            properties=[("mpi_outcomes", hang.why)], abnormal=hang.why)
+        # not item.ihook: the main thread is holding those; rank 0 logged the start of
+        # its own group's tests only
+        replay(self.config.hook, item.nodeid, item.location, reports,
+               started=not hang.members or 0 in hang.members)
 
 
 def _gpu_line(host: str) -> str:

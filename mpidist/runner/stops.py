@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-__all__ = ["may_stop_on_a_pass", "stop_like_the_root"]
+__all__ = ["may_stop_on_a_pass", "needs_verdict", "stop_like_the_root"]
 
 #: reporters known to stop a session on failures only: pytest's, mpidist's, and
 #: pytest-rerunfailures' (its hook, with xdist installed, tidies the stats)
@@ -29,6 +29,19 @@ def may_stop_on_a_pass(item: pytest.Item) -> bool:
         if not name.startswith(_PASSIVE_REPORTERS):
             return True
     return False
+
+
+def needs_verdict(item: pytest.Item, nextitem: pytest.Item | None, may_run_again: bool,
+                  stops_on_failure: bool) -> bool:
+    """The root: whether the other ranks must hear its verdict on this test before
+    they start the next one. Only when the merged result could stop the session or
+    run the test again: ``-x``/``--maxfail``/``--sw`` (``stops_on_failure``),
+    ``--reruns`` (``may_run_again``: a rerun may follow, or this is one), a reporter
+    outside pytest and mpidist, a stop already asked for -- and for the last test,
+    so the session ends in step."""
+    session = item.session
+    return bool(nextitem is None or may_run_again or stops_on_failure
+                or session.shouldstop or session.shouldfail or may_stop_on_a_pass(item))
 
 
 def stop_like_the_root(session: pytest.Session, fail: bool, stop: bool) -> None:

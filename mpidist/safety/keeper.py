@@ -19,9 +19,14 @@ short) and asks the kernel for SIGTERM should the keeper be killed: the SIGTERM 
 then reports and ends the child within a bounded time.
 What the keeper needs -- this rank, its host, the channel's address and the job's
 secret -- comes from the child over a private pipe after the bootstrap (the secret
-never enters the environment, a file, argv or the store). Rank 0's own death
-cannot be reported this way (its process hosts the channel and the report): its
-keeper says so in one line; ``mpidist run`` recovers the suite from the journal.
+never enters the environment, a file, argv or the store).
+
+Rank 0's own death cannot be reported this way: its process hosts the channel and
+the report. So rank 0's child also hands its keeper a command to run should it die
+(``Link.on_death``): the supervisor layer's replay of rank 0's flight log, which
+prints the summary and writes the JUnit file from what rank 0 had logged, with
+the test it was in failed as died. The keeper runs it in a session of its own
+(a launcher's group-wide kill spares it), waits for it, and only then exits.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import time
 from typing import Any
@@ -80,6 +87,13 @@ class Link:
         """After the bootstrap: what the keeper needs to tell rank 0 of a death."""
         self._send({"rank": rank, "label": label, "addr": addr, "port": port,
                     "secret": secret.hex()})
+
+    def on_death(self, argv: list[str], unset: tuple[str, ...] = (),
+                 remove: str = "") -> None:
+        """Should this process die (not ``done``), the keeper runs ``argv`` with
+        ``{died}`` in any argument replaced by ``<label> died: <how>``, without the
+        environment variables ``unset``, then removes the directory ``remove``."""
+        self._send({"on_death": argv, "unset": list(unset), "remove": remove})
 
     def done(self) -> None:
         """This rank is ending on purpose (a normal exit, or a reported end)."""
@@ -164,7 +178,8 @@ def _keep(child: int, sock: socket.socket) -> None:
     messages, held = _read_all(sock)
     if not any(m.get("done") for m in messages):
         contact = next((m for m in messages if "secret" in m), None)
-        _report_death(contact, died_how(status))
+        command = next((m for m in reversed(messages) if "on_death" in m), None)
+        _report_death(contact, died_how(status), command)
     del held  # the launcher's sockets close with this process, as the child's would have
     _exit_as(status)
 
@@ -204,11 +219,15 @@ def died_how(status: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _report_death(contact: dict[str, Any] | None, how: str) -> None:
+def _report_death(contact: dict[str, Any] | None, how: str,
+                  command: dict[str, Any] | None = None) -> None:
     if contact is None:  # it died during the bootstrap: the launcher's word is all
         return
     rank, label = int(contact["rank"]), str(contact["label"])
     print(f"mpidist: {label} died: {how}", file=sys.stderr, flush=True)
+    if command is not None:
+        _run_on_death(command, f"{label} died: {how}")
+        return
     if rank == 0:
         print("mpidist: rank 0 held the report and JUnit file, so none was written; "
               "`mpidist run` recovers the finished results from its journal",
@@ -224,6 +243,24 @@ def _report_death(contact: dict[str, Any] | None, how: str) -> None:
             time.sleep(0.1)
     except (ChannelError, ValueError):
         pass  # rank 0 is gone (it reported and ended, or died too)
+
+
+def _run_on_death(command: dict[str, Any], died: str) -> None:
+    """Run the child's ``on_death`` command (bounded by ``_wait_limit``). Its own
+    session: Open MPI 5 and Hydra signal the keeper's process group when they end
+    the job, and the report must not be cut short by that."""
+    argv = [str(arg).replace("{died}", died) for arg in command["on_death"]]
+    env = {k: v for k, v in os.environ.items() if k not in set(command.get("unset", ()))}
+    print(flush=True)  # the dead child's last progress line may lack its newline
+    try:
+        subprocess.run(argv, env=env, start_new_session=True, timeout=_wait_limit(),
+                       check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"mpidist: the report of the death could not be written: {exc}",
+              file=sys.stderr, flush=True)
+    finally:
+        if command.get("remove"):
+            shutil.rmtree(str(command["remove"]), ignore_errors=True)
 
 
 def _wait_limit() -> float:

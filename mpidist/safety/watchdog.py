@@ -361,19 +361,28 @@ class Watchdog:
             except Exception:  # connection closed: rank 0 is gone
                 return
 
-    def request_dump(self, why: str, wait: float) -> Hang | None:
-        """Rank 0, from any thread: every rank's stacks now (on SIGTERM, so: fast).
+    def request_dump(self, why: str, wait: float) -> list[Hang]:
+        """Rank 0, from any thread: every rank's stacks now (on SIGTERM, so: fast), for
+        the test rank 0's group is in and each test another (packed) group is in; the
+        first is rank 0's own, if it is in one. A test another group was handed but
+        whose members all answer otherwise (not begun: its root asks one test ahead;
+        or finished: its result is on its way) is left out.
 
         The watchdog thread stands down first, so the two never wait on the
         store together; answers already posted are read in one pass.
         """
         self._stop.set()
-        test = self._stuck(self._test)
-        if test is None:
-            return None
-        test.triggered = True
-        self.store.put(f"{_PREFIX}dump/{test.index}", why)
-        if not test.answered:
-            test.answered = True
-            self._answer(test)
-        return self.collect(test, why, wait)
+        own = self._stuck(self._test)
+        tests = ([own] if own is not None else []) + [t for _, t in self._watched.values()]
+        for test in tests:
+            test.triggered = True
+            self.store.put(f"{_PREFIX}dump/{test.index}", why)
+        if own is not None and not own.answered:
+            own.answered = True
+            self._answer(own)
+        hangs: list[Hang] = []
+        for test in tests:  # every rank answers at once on SIGTERM: one wait covers all
+            hang = self.collect(test, why, wait if not hangs else 0.0)
+            if test is own or any(s.status == "in the test" for s in hang.states.values()):
+                hangs.append(hang)
+        return hangs

@@ -1,21 +1,33 @@
 """Rank 0 writes the journal: a pytest plugin of the supervisor layer.
 
-Registered through its own pytest11 entry point and inert unless
-``--mpi-journal`` or ``--mpi-resume`` is set. It reads nothing but what every
-reporter reads -- the merged reports rank 0 replays through pytest's logging
-hooks -- so the journal holds exactly what the terminal and JUnit showed:
+Registered through its own pytest11 entry point; inert without ``--with-mpi``
+and on ranks > 0. It reads nothing but what every reporter reads -- the merged
+reports rank 0 replays through pytest's logging hooks -- so the journal holds
+exactly what the terminal and JUnit showed:
 
 * ``pytest_collection_modifyitems`` (last): with ``--mpi-resume``, rank 0
   deselects the tests the journal records as finished (the runner then gives
   every rank rank 0's selection);
 * ``pytest_collection_finish``: the tests this launch will run;
+* ``pytest_runtest_setup``: rank 0 began running a test (it logs a test only
+  once the next one's setup is done, so this says where rank 0 is);
 * ``pytest_runtest_logstart`` / ``logreport`` / ``logfinish``: a test began,
-  its merged reports, and the durable ``done`` record, marked abnormal when
-  the test ended the job (``results.ABNORMAL`` on its call report).
+  its merged reports, and the ``done`` record, marked abnormal when the test
+  ended the job (``results.ABNORMAL`` on its call report).
+
+With ``--mpi-journal`` (``mpidist run``) the journal is the user's file, fsynced.
+Without it, rank 0 keeps the same record as a *flight log* in a private
+temporary directory, written through to the kernel but not fsynced, and hands
+its keeper the replay of it (``safety.keeper.Link.on_death``): should rank 0's
+process die, the keeper prints the summary and writes the JUnit file from it,
+with the test rank 0 was in failed as died. A normal end removes it.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,22 +37,37 @@ from ..bootstrap import settings
 from ..bootstrap.settings import setting
 from ..runner.plugin import rank_of
 from ..runner.results import ABNORMAL
+from ..safety import keeper
 from .journal import JournalWriter, read_journal
+from .replay import replay_command
 
 __all__ = ["JournalRecorder"]
 
 
 class JournalRecorder:
-    """Rank 0's journal writer, driven by pytest's hooks."""
+    """Rank 0's journal writer, driven by pytest's hooks.
 
-    def __init__(self, config: pytest.Config, path: str) -> None:
+    Args:
+        config: the pytest config.
+        path: the journal file.
+        durable: fsync each finished test (``mpidist run``'s journal).
+        private: a directory of this recorder's own, removed at the end (the flight log).
+    """
+
+    def __init__(self, config: pytest.Config, path: str | Path, durable: bool = True,
+                 private: str = "") -> None:
         self.config = config
-        self.writer = JournalWriter(path)
+        self.writer = JournalWriter(path, durable=durable)
+        self._private = private
         self._reports: list[dict[str, Any]] = []
         self._abnormal = ""
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.writer.collected([item.nodeid for item in session.items])
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.writer.running(item.nodeid)
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self.writer.start(nodeid)
@@ -56,6 +83,8 @@ class JournalRecorder:
 
     def pytest_unconfigure(self) -> None:
         self.writer.close()
+        if self._private:
+            shutil.rmtree(self._private, ignore_errors=True)
 
 
 @pytest.hookimpl(trylast=True)
@@ -63,8 +92,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if rank_of(config) != 0:
         return
     path = setting(config, settings.JOURNAL)
-    if path:
+    if path:  # mpidist run: the supervisor reports a death of rank 0 from it
         config.pluginmanager.register(JournalRecorder(config, path), "mpidist-journal")
+        return
+    link = keeper.link()
+    if link is None:  # no keeper (--mpi-keeper off, one task): nobody outlives rank 0
+        return
+    private = tempfile.mkdtemp(prefix="mpidist-flight-")  # 0700: this user's alone
+    flight = Path(private) / "journal.jsonl"
+    config.pluginmanager.register(
+        JournalRecorder(config, flight, durable=False, private=private), "mpidist-journal")
+    # PYTEST_ADDOPTS may hold --with-mpi; the arguments are the user's own
+    link.on_death(replay_command(flight, config.invocation_params.args, died="{died}"),
+                  unset=("PYTEST_ADDOPTS",), remove=private)
 
 
 @pytest.hookimpl(trylast=True)

@@ -35,6 +35,7 @@ from typing import IO, Callable, Sequence, TextIO
 
 from ..bootstrap.launchers import Launcher, detect, diagnose
 from .journal import JournalState, JournalWriter, read_journal, synthesized_failure
+from .replay import replay_command
 
 __all__ = ["RunOptions", "parse_run_args", "supervise"]
 
@@ -243,10 +244,7 @@ def _final_report(options: RunOptions, journal: Path, launches: int, seconds: fl
     The replay gets the user's own pytest arguments (reporting options, ini,
     plugins); it collects nothing, so paths and selection options are inert.
     """
-    args = [a for a in options.pytest_args if a != "--with-mpi"]
-    cmd = [sys.executable, "-m", "pytest", "-p", "mpidist.supervisor.replay",
-           f"--mpi-replay={journal}",
-           *args]
+    cmd = replay_command(journal, options.pytest_args)
     print(f"mpidist run: {launches} launch(es) in {seconds:.1f} s; merged report:",
           file=sys.stderr, flush=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}

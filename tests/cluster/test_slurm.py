@@ -51,12 +51,15 @@ def test_srun_pmix_across_nodes(slurm_cluster, job):
     ])
 
 
-@pytest.mark.parametrize(("body", "how"), [("os._exit(7)", "exit code 7"),
-                                           ("os.kill(os.getpid(), 11)", "signal 11 (SIGSEGV)")],
-                         ids=["exit-7", "segfault"])
-def test_plain_srun_reports_a_dead_rank(slurm_cluster, job, body, how):
-    """srun ends the step when a task dies; rank 2's keeper holds it off until rank 0
-    has named the rank, its node and its cause, and written JUnit."""
+@pytest.mark.parametrize(("rank", "body", "how"), [
+    (2, "os._exit(7)", "exit code 7"),
+    (2, "os.kill(os.getpid(), 11)", "signal 11 (SIGSEGV)"),
+    (0, "os.kill(os.getpid(), 9)", "signal 9 (SIGKILL)"),
+], ids=["exit-7", "segfault", "rank-0-killed"])
+def test_plain_srun_reports_a_dead_rank(slurm_cluster, job, rank, body, how):
+    """srun ends the step when a task dies; the dead rank's keeper holds it off until
+    rank 0 has named the rank, its node and its cause, and written JUnit -- or, when
+    rank 0 itself died, until its keeper has, from rank 0's flight log."""
     job.write("test_x.py", f'''
 import os
 import torch.distributed as dist
@@ -65,7 +68,7 @@ def test_before():
     dist.barrier()
 
 def test_crash():
-    if dist.get_rank() == 2:
+    if dist.get_rank() == {rank}:
         {body}
     dist.barrier()
 
@@ -75,8 +78,9 @@ def test_after():
     result = job.run(4, launcher=SRUN, env=slurm_cluster.env, timeout=120)
     assert result.returncode != 0
     assert result.seconds < 60
+    host = "sln1" if rank < 2 else "sln2"
     result.lines.fnmatch_lines([
-        f"*rank 2/4 (host sln2) died: {how} while this test ran*",
+        f"*rank {rank}/4 (host {host}) died: {how} while this test ran*",
         "*1 failed, 1 passed*",
     ])
     cases = {c.get("name"): c for c in result.junit().iter("testcase")}

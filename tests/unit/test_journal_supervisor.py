@@ -37,6 +37,75 @@ def test_abnormal_is_remembered(tmp_path: Path):
     assert read_journal(tmp_path / "missing").done == {}
 
 
+def test_rank_0_is_in_the_test_it_began_running_not_the_one_it_logged_last(tmp_path: Path):
+    """Rank 0 logs a test once the next one's setup is done: a death in that setup
+    is the next test's, and the test before it finished with its result unlogged."""
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path, durable=False)
+    writer.running("t::a")
+    writer.start("t::a")
+    writer.running("t::b")  # rank 0 died here, before it logged t::a
+    writer.close()
+    state = read_journal(path)
+    assert state.in_flight == "t::b" and state.unlogged == ["t::a"] and not state.done
+
+
+def test_a_rerun_begins_again_and_logging_clears_it(tmp_path: Path):
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path)
+    for record in ("running", "start"):
+        getattr(writer, record)("t::a")
+    writer.running("t::b")
+    writer.done("t::a", [])
+    writer.start("t::b")
+    writer.done("t::b", [])
+    writer.running("t::b")  # its rerun
+    writer.close()
+    state = read_journal(path)
+    assert state.in_flight == "t::b" and state.unlogged == []
+
+
+def test_a_reported_end_of_the_job_is_the_last_word(tmp_path: Path):
+    """A rank that failed a test went on to the next test's setup; rank 0 then
+    reported the job's end on the first: the second is not in flight."""
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path)
+    writer.running("t::a")
+    writer.start("t::a")
+    writer.running("t::b")
+    writer.done("t::a", [], abnormal="died")
+    writer.close()
+    state = read_journal(path)
+    assert state.in_flight is None and state.unlogged == [] and state.last_abnormal == "died"
+
+
+def test_the_replay_of_a_dead_rank_0_names_its_test_and_the_lost_ones(tmp_path: Path,
+                                                                      pytestconfig):
+    from mpidist.supervisor.replay import _reported
+
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path, durable=False)
+    writer.running("t::a")
+    writer.start("t::a")
+    writer.running("t::b")
+    writer.done("t::a", [{"kept": True}])
+    writer.start("t::b")
+    writer.running("t::c")
+    writer.running("t::d")
+    writer.close()
+    tests = _reported(read_journal(path), "rank 0/2 (host n1) died: signal 9 (SIGKILL)")
+    assert list(tests) == ["t::a", "t::b", "t::c", "t::d"]
+    assert tests["t::a"] == [{"kept": True}]
+    calls = {nodeid: pytestconfig.hook.pytest_report_from_serializable(
+        config=pytestconfig, data=reports[1]) for nodeid, reports in tests.items() if
+        nodeid != "t::a"}
+    assert calls["t::d"].longrepr == ("rank 0/2 (host n1) died: signal 9 (SIGKILL) while "
+                                      "this test ran")
+    for nodeid in ("t::b", "t::c"):
+        assert str(calls[nodeid].longrepr).startswith("result lost: rank 0/2 (host n1) died")
+    assert _reported(read_journal(path), "") == {"t::a": [{"kept": True}]}
+
+
 def test_synthesized_failure_is_pytest_wire_format(pytestconfig):
     reports = [pytestconfig.hook.pytest_report_from_serializable(config=pytestconfig, data=d)
                for d in synthesized_failure("t.py::test_x", "crashed")]
