@@ -277,7 +277,7 @@ class TestPipeline:
         """``salvage`` when the main thread is itself collecting the test before:
         let it log that test if its results come in time (waiting for the logging
         to end); else the report is that test's, and the main thread logs it not."""
-        while True:
+        while time.monotonic() < deadline + 5.0:  # a write that blocks: go on without it
             with self._lock:
                 settling = self._settling
                 if settling is None or settling.index == hung:
@@ -286,6 +286,7 @@ class TestPipeline:
                     self._settling, self._frozen = None, True  # (``_settle`` parks)
                     return settling.index, settling.item
             time.sleep(0.01)
+        return None
 
     def freeze(self) -> None:
         """A hang or SIGTERM is being reported (another thread): the main thread logs no more."""

@@ -47,7 +47,7 @@ def pytest_load_initial_conftests(
 ) -> Generator[None, None, None]:
     # Outermost wrapper: runs before pytest's capture plugin starts capturing.
     namespace = early_config.known_args_namespace
-    if getattr(namespace, "with_mpi", False):
+    if _with_mpi(namespace):
         from .output import start
 
         try:
@@ -66,12 +66,20 @@ def pytest_load_initial_conftests(
     return (yield)
 
 
+def _with_mpi(namespace: Any) -> bool:
+    """``--with-mpi``, unless this session only replays a journal (``mpidist run``'s
+    report, or rank 0's keeper's): that one must never start MPI, even when an ini's
+    ``addopts`` says ``--with-mpi``."""
+    return bool(getattr(namespace, "with_mpi", False)
+                and not getattr(namespace, "mpi_replay", None))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
     # After the full parse, before any pytest_configure: junitxml must not see
     # an --junitxml path on ranks > 0, and MPISession's own configure hooks
     # must take part in the normal (ordered) configure call.
-    if config.getoption("with_mpi"):
+    if _with_mpi(config.option):
         from .session import MPISession
 
         config.pluginmanager.register(MPISession(config), "mpidist-session")

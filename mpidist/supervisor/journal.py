@@ -7,12 +7,11 @@ One JSON object per line, appended by rank 0 only:
 ``{"running": nodeid}``
     rank 0 began running the test (its setup starts). Rank 0 logs a test
     only once the next one's setup is done (``runner.pipeline``), so this,
-    not ``start``, says which test rank 0 was in when it died;
-``{"start": nodeid}``
-    pytest's logstart of the test (rank 0's reporters saw it begin);
-``{"done": nodeid, "reports": [...], "abnormal": why?}``
+    not pytest's logstart, says which test rank 0 was in when it died;
+``{"done": nodeid, "reports": [...], "abnormal": why?, "subtests": n?}``
     its merged reports, serialized by pytest's own hook. ``abnormal`` is set
-    when the watchdog or a signal ended the job on it.
+    when the watchdog or a signal ended the job on it; ``subtests`` counts the
+    passed subtests the flight log keeps by number only.
 
 Every record is written through to the kernel at once, so it survives the
 death of the process. ``mpidist run``'s journal also fsyncs each ``done``
@@ -49,7 +48,7 @@ class JournalWriter:
         self._durable = durable
 
     def _write(self, record: dict[str, Any], durable: bool) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write(json.dumps(record, default=str) + "\n")  # (user_properties: any)
         self._file.flush()
         if durable:
             os.fsync(self._file.fileno())
@@ -60,13 +59,14 @@ class JournalWriter:
     def running(self, nodeid: str) -> None:
         self._write({"running": nodeid}, durable=False)
 
-    def start(self, nodeid: str) -> None:
-        self._write({"start": nodeid}, durable=False)
-
-    def done(self, nodeid: str, reports: list[dict[str, Any]], abnormal: str = "") -> None:
+    def done(self, nodeid: str, reports: list[dict[str, Any]], abnormal: str = "",
+             subtests: int = 0) -> None:
+        """``subtests``: passed subtests counted, not among ``reports`` (the flight log)."""
         record: dict[str, Any] = {"done": nodeid, "reports": reports}
         if abnormal:
             record["abnormal"] = abnormal
+        if subtests:
+            record["subtests"] = subtests
         self._write(record, durable=self._durable)
 
     def close(self) -> None:
@@ -109,8 +109,8 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             continue
         if "collected" in record:
             state.collected = record["collected"]
-        elif "running" in record or "start" in record:
-            nodeid = str(record.get("running", record.get("start")))
+        elif "running" in record:
+            nodeid = str(record["running"])
             begun.pop(nodeid, None)  # a rerun: it begins again
             begun[nodeid] = None
         elif "done" in record:

@@ -22,6 +22,8 @@ from .journal import JournalState, read_journal, synthesized_failure
 
 __all__ = ["replay_command"]
 
+_COUNTED = pytest.StashKey[int]()  # passed subtests the journal counts, not lists
+
 def replay_command(journal: str | os.PathLike[str], pytest_args: Sequence[str],
                    died: str = "") -> list[str]:
     """The pytest command line that reports ``journal`` with the user's own pytest
@@ -93,7 +95,17 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
                    for data in serialized]
         location = reports[0].location if reports else (nodeid, None, nodeid)
         replay(hook, nodeid, location, reports)
+    counted = sum(int(record.get("subtests", 0)) for record in state.done.values())
+    if counted:
+        config.stash[_COUNTED] = counted
     if died:  # pytest's "!!! ... !!!" line under the summary, as for a hang
         where = f"in {state.in_flight}" if state.in_flight else "between tests"
         session.shouldfail = f"mpidist: {died} {where}"
     return True
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    counted = config.stash.get(_COUNTED, 0)
+    if counted:
+        terminalreporter.write_line(
+            f"mpidist: and {counted} passed subtests, counted in rank 0's flight log")

@@ -135,7 +135,7 @@ def cases() -> list[Case]:
         run = [Case("exit", 1, N - 1, True), Case("kill", 2, 0, True)]
     else:  # each fault once: right after a pass on the last rank, or a failure on rank 0
         spots = itertools.cycle(((1, N - 1), (2, 0)))
-        matrix = [Case(f, *spot) for f, spot in zip(FAULTS, spots)]
+        matrix = [Case(f, *spot) for f, spot in zip(FAULTS, spots, strict=False)]
         packed = [Case("exit", 4, 1, packed=True)]
         alone = [Case("exit", 1, N - 1, alone=True)]
         run = [Case("kill", 2, 0, True)]

@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -268,3 +270,45 @@ def test_negative_timeout_option_is_usage_error(job):
     result = job.run(2, "--mpi-timeout=-5", timeout=90)
     assert result.returncode == 4
     assert result.stderr.count("--mpi-timeout: must be > 0, got -5") == 1
+
+
+def test_rank_0_killed_its_keeper_reports_from_the_flight_log(job):
+    """Rank 0 holds the report; its keeper outlives it and replays what rank 0 had
+    logged, even where the ini's addopts says --with-mpi (the replay starts no MPI)."""
+    (job.path / "pytest.ini").write_text(
+        "[pytest]\naddopts = --with-mpi -p no:cacheprovider --color=no\n")
+    job.write("test_x.py", HEADER + '''
+def test_killed():
+    if RANK == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    dist.barrier()
+''' + AFTER)
+    flights = len(list(Path(tempfile.gettempdir()).glob("mpidist-flight-*")))
+    result = job.run(3, "-rA", timeout=90)
+    assert result.returncode != 0
+    assert result.seconds < 60
+    result.lines.fnmatch_lines([
+        "*mpidist: rank 0/3 (host *) died: signal 9 (SIGKILL); its keeper reports what "
+        "rank 0 had logged",
+        "FAILED test_x.py::test_killed - rank 0/3 (host *) died: signal 9 (SIGKILL) while "
+        "this test ran",
+        "*1 failed, 1 passed*",
+    ])
+    outcomes = junit_outcomes(result)
+    assert set(outcomes) == {"test_before", "test_killed"}
+    assert outcomes["test_before"] == "passed"
+    assert outcomes["test_killed"].startswith("rank 0/3 (host ")
+    assert outcomes["test_killed"].endswith(" died: signal 9 (SIGKILL) while this test ran")
+    assert len(list(Path(tempfile.gettempdir()).glob("mpidist-flight-*"))) <= flights
+
+
+def test_rank_0_without_a_keeper_says_there_is_no_report(job):
+    job.write("test_x.py", HEADER + '''
+def test_gone():
+    if RANK == 0:
+        os._exit(7)
+    dist.barrier()
+''')
+    result = job.run(2, timeout=90, env={"MPIDIST_KEEPER": "0"})
+    assert result.returncode != 0
+    assert not result.junit_path.exists()

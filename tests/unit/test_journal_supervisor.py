@@ -15,9 +15,9 @@ def test_journal_round_trip_and_in_flight(tmp_path: Path):
     path = tmp_path / "j.jsonl"
     writer = JournalWriter(path)
     writer.collected(["t::a", "t::b", "t::c"])
-    writer.start("t::a")
+    writer.running("t::a")
     writer.done("t::a", [{"x": 1}])
-    writer.start("t::b")
+    writer.running("t::b")
     writer.close()
     with path.open("a") as f:
         f.write('{"done": "t::b", "rep')  # torn by a crash mid-write
@@ -29,7 +29,7 @@ def test_journal_round_trip_and_in_flight(tmp_path: Path):
 def test_abnormal_is_remembered(tmp_path: Path):
     path = tmp_path / "j.jsonl"
     writer = JournalWriter(path)
-    writer.start("t::a")
+    writer.running("t::a")
     writer.done("t::a", [], abnormal="timeout")
     writer.close()
     state = read_journal(path)
@@ -43,7 +43,6 @@ def test_rank_0_is_in_the_test_it_began_running_not_the_one_it_logged_last(tmp_p
     path = tmp_path / "j.jsonl"
     writer = JournalWriter(path, durable=False)
     writer.running("t::a")
-    writer.start("t::a")
     writer.running("t::b")  # rank 0 died here, before it logged t::a
     writer.close()
     state = read_journal(path)
@@ -53,11 +52,9 @@ def test_rank_0_is_in_the_test_it_began_running_not_the_one_it_logged_last(tmp_p
 def test_a_rerun_begins_again_and_logging_clears_it(tmp_path: Path):
     path = tmp_path / "j.jsonl"
     writer = JournalWriter(path)
-    for record in ("running", "start"):
-        getattr(writer, record)("t::a")
+    writer.running("t::a")
     writer.running("t::b")
     writer.done("t::a", [])
-    writer.start("t::b")
     writer.done("t::b", [])
     writer.running("t::b")  # its rerun
     writer.close()
@@ -71,7 +68,6 @@ def test_a_reported_end_of_the_job_is_the_last_word(tmp_path: Path):
     path = tmp_path / "j.jsonl"
     writer = JournalWriter(path)
     writer.running("t::a")
-    writer.start("t::a")
     writer.running("t::b")
     writer.done("t::a", [], abnormal="died")
     writer.close()
@@ -86,10 +82,8 @@ def test_the_replay_of_a_dead_rank_0_names_its_test_and_the_lost_ones(tmp_path: 
     path = tmp_path / "j.jsonl"
     writer = JournalWriter(path, durable=False)
     writer.running("t::a")
-    writer.start("t::a")
     writer.running("t::b")
     writer.done("t::a", [{"kept": True}])
-    writer.start("t::b")
     writer.running("t::c")
     writer.running("t::d")
     writer.close()
