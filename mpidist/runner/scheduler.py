@@ -61,8 +61,7 @@ class Scheduler:
         self._cuts: list[Cut] = []
         self._main = 0
         self._ended: set[int] = set()
-        self._out: set[int] = set()  # numbers handed to other groups, no result yet
-        self._handed: dict[int, int] = {}  # number -> item index
+        self._out: dict[int, int] = {}  # handed to other groups, no result yet: number -> index
         self._number = 0
         self._failures = 0
         self._lock = threading.Lock()
@@ -97,8 +96,7 @@ class Scheduler:
             index = queue.popleft()
             self._number += 1
             if ranks[0] != 0:
-                self._out.add(self._number)
-                self._handed[self._number] = index
+                self._out[self._number] = index
                 self.watchdog.watch(first_index(self._number), self.attempts[index],
                                     self.items[index], self.timeouts[index], ranks)
             return index, self._number
@@ -106,7 +104,7 @@ class Scheduler:
     def awaited(self) -> set[int]:
         """Item indices handed to other groups whose (last) result has not come."""
         with self._lock:
-            return {self._handed[number] for number in self._out}
+            return set(self._out.values())
 
     def serving(self) -> bool:
         """Whether a thread receives results (else only ``poll`` on the main thread)."""
@@ -160,7 +158,7 @@ class Scheduler:
         number = int(result["number"])
         with self._lock:
             if result["last"]:  # (a rerun follows a result marked "rerun")
-                self._out.discard(number)
+                self._out.pop(number, None)
             if result["failed"]:
                 self._failures += 1
                 if self.maxfail and self._failures >= self.maxfail:

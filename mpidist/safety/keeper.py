@@ -250,7 +250,8 @@ def _run_on_death(command: dict[str, Any], died: str) -> None:
     session: Open MPI 5 and Hydra signal the keeper's process group when they end
     the job, and the report must not be cut short by that."""
     argv = [str(arg).replace("{died}", died) for arg in command["on_death"]]
-    env = {k: v for k, v in os.environ.items() if k not in set(command.get("unset", ()))}
+    unset = set(command.get("unset", ()))
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     print(flush=True)  # the dead child's last progress line may lack its newline
     try:
         subprocess.run(argv, env=env, start_new_session=True, timeout=_wait_limit(),

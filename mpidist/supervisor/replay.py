@@ -23,6 +23,7 @@ from .journal import JournalState, read_journal, synthesized_failure
 __all__ = ["replay_command"]
 
 _COUNTED = pytest.StashKey[int]()  # passed subtests the journal counts, not lists
+_STATE = pytest.StashKey[JournalState]()  # the journal, read once (at collection)
 
 def replay_command(journal: str | os.PathLike[str], pytest_args: Sequence[str],
                    died: str = "") -> list[str]:
@@ -75,7 +76,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     path = session.config.getoption("mpi_replay")
     if path is None:
         return None
-    state = read_journal(path)
+    state = session.config.stash[_STATE] = read_journal(path)
     session.items = []
     session.testscollected = len(_reported(state, session.config.getoption("mpi_replay_died")))
     return True
@@ -89,7 +90,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         return None
     hook = config.hook
     died = config.getoption("mpi_replay_died")
-    state = read_journal(path)
+    state = config.stash[_STATE]
     for nodeid, serialized in _reported(state, died).items():
         reports = [hook.pytest_report_from_serializable(config=config, data=data)
                    for data in serialized]
