@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Generator
 
@@ -32,6 +31,7 @@ import pytest
 from _pytest.reports import TestReport
 from _pytest.runner import runtestprotocol
 
+from .agreement import PASSED, Agreement, setup_status
 from .codec import decode, encode
 from .exchange import Exchange, wait_all
 from .group import Group
@@ -48,10 +48,6 @@ if TYPE_CHECKING:
     from .output import RankOutput
 
 __all__ = ["TestPipeline"]
-
-# status of this rank's setup, for the agreement before the body (max wins)
-_SETUP_PASSED, _SETUP_SKIPPED, _SETUP_FAILED = 0, 1, 2
-
 
 @dataclass
 class _Pending:
@@ -97,6 +93,7 @@ class TestPipeline:
         self._logstart: tuple[Any, pytest.Item] | None = None  # the root: logged after it
         self._lock = threading.Lock()
         self._frozen = False
+        self._posted: Agreement | None = None  # the root's part of the next agreement
         self._settling: _Pending | None = None  # the root's main thread collects it
         self._logging = False  # ... and is logging it now
         self.sink: Callable[[pytest.Item, list[TestReport]], None] | None = None
@@ -110,55 +107,43 @@ class TestPipeline:
 
     def _agree_on_body(self, item: pytest.Item, status: int, reason: str) -> str:
         """Collective over the group, once per test: "" if every rank may run the
-        body, else why not. It also carries two words from the root: whether it
-        has stopped the session (so every rank stops after this test) and
-        whether this test waits for a verdict (``stops.needs_verdict``).
-
-        Ranks whose setup passed call this just before the body; the others
-        after their phases -- one call per rank per test, so it always matches.
-        """
-        from mpi4py import MPI
-
-        comm = self.group.comm
+        body, else why not (``agreement``). Ranks whose setup passed call this just
+        before the body; the others after their phases -- one call per rank per
+        test, so it always matches. The root may have posted its part already
+        (``pytest_runtest_makereport``)."""
+        posted, self._posted = self._posted, None
         if self._pending is not None:  # the root: the previous test is logged first
             self._settle()
-        verdict = ""
-        root = self.group.is_root
-        session = item.session
-        stop = (int(bool(session.shouldfail)) | 2 * int(bool(session.shouldstop))) if root else 0
-        mine = array("i", [status, stop, int(self._sync) if root else 0])
-        worst = array("i", [0, 0, 0])
-        wait_all([comm.Iallreduce([mine, MPI.INT], [worst, MPI.INT], op=MPI.MAX)])
-        self._sync = bool(worst[2])
-        if not root:  # the root has logged the previous test: the group is past it
+        if posted is None:
+            posted = Agreement.post(self.group, status, item.session, self._sync)
+        wait_all([posted.request])
+        verdict, stop_fail, stop, self._sync = posted.outcome(self.group, reason)
+        if not self.group.is_root:  # every rank has sent the previous test: the group is past it
             self.watchdog.settled()
-            stop_like_the_root(session, bool(worst[1] & 1), bool(worst[1] & 2))
-        if worst[0] != _SETUP_PASSED:
-            states = comm.allgather((status, reason))
-            worst_status = max(s for s, _ in states)
-            ranks = [r for r, (s, _) in enumerate(states) if s == worst_status]
-            where = self.group.describe_ranks(ranks)
-            if worst_status == _SETUP_FAILED:
-                verdict = f"not run: setup failed on {where}"
-            else:
-                reasons = sorted({states[r][1] for r in ranks})
-                verdict = f"skipped on {where}: {'; '.join(reasons)}"
+            stop_like_the_root(item.session, stop_fail, stop)
         item.stash[AGREED] = verdict
         return verdict
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        verdict = self._agree_on_body(item, _SETUP_PASSED, "")
+        verdict = self._agree_on_body(item, PASSED, "")
         if verdict:  # another rank skipped or failed setup: nobody runs the body
             pytest.skip(verdict)
         return (yield)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
         """The root logs the previous test once this one's setup is done (its
-        results have arrived meanwhile); outside every phase's clock and capture."""
+        results have arrived meanwhile); outside every phase's clock and capture.
+        Its setup passed: it posts its part of the body agreement first, so the
+        other ranks start the body while it logs."""
+        report = yield
         if call.when == "setup" and self._pending is not None:
+            if report.passed:
+                self._posted = Agreement.post(self.group, PASSED, item.session, self._sync)
             self._settle()
+        return report
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
@@ -213,10 +198,8 @@ class TestPipeline:
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
         if AGREED not in item.stash:  # the body never started here: agree anyway
             setup = reports[0]
-            status = (_SETUP_FAILED if setup.failed else
-                      _SETUP_SKIPPED if setup.skipped else _SETUP_PASSED)
             reason = setup.longrepr[2] if isinstance(setup.longrepr, tuple) else ""
-            self._agree_on_body(item, status, reason.removeprefix("Skipped: "))
+            self._agree_on_body(item, setup_status(setup), reason.removeprefix("Skipped: "))
         mark_call(item, reports)
         # A failure is never compact: the payload serialized for the exchange is
         # the one the watchdog sends if the test then hangs (serialized once); the

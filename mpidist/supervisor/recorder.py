@@ -14,7 +14,8 @@ exactly what the terminal and JUnit showed:
   where rank 0 is);
 * ``pytest_runtest_logreport`` / ``logfinish``: its merged reports, and the
   ``done`` record, marked abnormal when the test ended the job
-  (``results.ABNORMAL`` on its call report).
+  (``results.ABNORMAL`` on its call report). The flight log writes a plain
+  pass as its timings alone (the journal's ``passed`` record).
 
 With ``--mpi-journal`` (``mpidist run``) the journal is the user's file, fsynced.
 Without it, rank 0 keeps the same record as a *flight log* in a private
@@ -29,7 +30,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _pytest.reports import TestReport
@@ -43,6 +43,15 @@ from .journal import JournalWriter, read_journal
 from .replay import replay_command
 
 __all__ = ["JournalRecorder"]
+
+#: the attributes of a report no layer added to
+_PLAIN = frozenset(vars(TestReport("", ("", None, ""), {}, "passed", None, "call")))
+
+
+def _plain_pass(report: TestReport) -> bool:
+    """A passed phase with no attribute a layer or plugin added (not a subtest's)."""
+    return (report.outcome == "passed" and report.longrepr is None
+            and type(report) is TestReport and vars(report).keys() <= _PLAIN)
 
 
 class JournalRecorder:
@@ -61,9 +70,8 @@ class JournalRecorder:
         self.writer = JournalWriter(path, durable=durable)
         self._private = private
         self._brief = bool(private)  # the flight log: passed subtests by count
-        self._reports: list[dict[str, Any]] = []
+        self._reports: list[TestReport] = []
         self._subtests = 0
-        self._abnormal = ""
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.writer.collected([item.nodeid for item in session.items])
@@ -79,13 +87,19 @@ class JournalRecorder:
         if self._brief and report.passed and hasattr(report, "context"):
             self._subtests += 1
         else:
-            self._reports.append(self.config.hook.pytest_report_to_serializable(
-                config=self.config, report=report))
-            self._abnormal = self._abnormal or getattr(report, ABNORMAL, "")
+            self._reports.append(report)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        self.writer.done(nodeid, self._reports, self._abnormal, self._subtests)
-        self._reports, self._abnormal, self._subtests = [], "", 0
+        reports, subtests = self._reports, self._subtests
+        self._reports, self._subtests = [], 0
+        if self._brief and reports and all(map(_plain_pass, reports)):
+            self.writer.passed(nodeid, reports[0].location, [
+                (r.when, r.duration, r.start, r.stop, r.sections, r.user_properties)
+                for r in reports], subtests)
+            return
+        abnormal = next((a for r in reports if (a := getattr(r, ABNORMAL, ""))), "")
+        self.writer.done(nodeid, [self.config.hook.pytest_report_to_serializable(
+            config=self.config, report=r) for r in reports], abnormal, subtests)
 
     def pytest_unconfigure(self) -> None:
         self.writer.close()

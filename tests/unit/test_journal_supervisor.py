@@ -189,3 +189,48 @@ def test_diagnose_exit_code_and_srun():
     assert diagnose(["srun: error: n2: task 1: Segmentation fault (core dumped)"]) == (
         "rank 1 (host n2) died: Segmentation fault (core dumped)")
     assert diagnose(["all good"]) == ""
+
+
+def test_a_flight_log_is_readable_while_its_writer_lives_and_grows(tmp_path: Path):
+    """Rank 0's flight log is written through a shared mapping: a reader (its keeper,
+    after rank 0 died) sees every record at once, before any close; past the first
+    mapping it grows, and close cuts off the unwritten tail."""
+    path = tmp_path / "flight.jsonl"
+    writer = JournalWriter(path, durable=False)
+    writer.collected([f"t::{i}" for i in range(3000)])
+    for i in range(3000):  # ~1.4 MiB of records: more than the first mapping
+        writer.running(f"t::{i}")
+        writer.done(f"t::{i}", [{"n": i, "pad": "x" * 400}])
+    writer.running("t::last")
+    state = read_journal(path)  # the writer never closed: as after a SIGKILL
+    assert len(state.done) == 3000 and state.done["t::2999"]["reports"] == [
+        {"n": 2999, "pad": "x" * 400}]
+    assert state.in_flight == "t::last"
+    assert path.stat().st_size > 1 << 20 and path.read_bytes().endswith(b"\0")
+    writer.close()
+    assert not path.read_bytes().endswith(b"\0")
+    assert read_journal(path).in_flight == "t::last"
+
+
+def test_a_plain_pass_is_logged_briefly_and_read_back_as_pytests_reports(
+        tmp_path: Path, pytestconfig):
+    path = tmp_path / "flight.jsonl"
+    writer = JournalWriter(path, durable=False)
+    writer.running("t.py::a")
+    properties = [("mpi_outcomes", "passed=0-1")]
+    writer.passed("t.py::a", ("t.py", 3, "a"), [
+        ("setup", 0.5, 10.0, 10.5, [], properties),
+        ("call", 1.25, 10.5, 11.75, [("Captured stdout call", "hi\n")], properties),
+        ("teardown", 0.0, 11.75, 11.75, [], properties)], subtests=4)
+    writer.close()
+    record = read_journal(path).done["t.py::a"]
+    assert record["subtests"] == 4 and "passed" not in record
+    reports = [pytestconfig.hook.pytest_report_from_serializable(config=pytestconfig,
+                                                                 data=data)
+               for data in record["reports"]]
+    assert [(r.when, r.outcome, r.duration) for r in reports] == [
+        ("setup", "passed", 0.5), ("call", "passed", 1.25), ("teardown", "passed", 0.0)]
+    call = reports[1]
+    assert call.nodeid == "t.py::a" and tuple(call.location) == ("t.py", 3, "a")
+    assert call.capstdout == "hi\n"
+    assert [tuple(p) for p in call.user_properties] == properties
