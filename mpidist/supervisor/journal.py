@@ -143,13 +143,14 @@ class JournalWriter:
 
 
 def _expand(nodeid: str, record: dict[str, Any]) -> dict[str, Any]:
-    """A ``passed`` record as a ``reports`` one, in pytest's own wire format."""
+    """A ``passed`` record as a ``reports`` one, in pytest's own wire format (as
+    ``synthesized_failure`` makes it, without a pytest session)."""
+    from _pytest.reports import TestReport
+
     location, phases = record.pop("passed")
     record["reports"] = [
-        {"nodeid": nodeid, "location": location, "keywords": {}, "outcome": "passed",
-         "longrepr": None, "when": when, "user_properties": properties,
-         "sections": sections, "duration": duration, "start": start, "stop": stop,
-         "$report_type": "TestReport"}
+        {**TestReport(nodeid, tuple(location), {}, "passed", None, when, sections, duration,
+                      start, stop, properties)._to_json(), "$report_type": "TestReport"}
         for when, duration, start, stop, sections, properties in phases]
     return record
 
