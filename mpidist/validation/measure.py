@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["ping_pong", "time_collective"]
+__all__ = ["idle_barrier", "ping_pong", "time_collective"]
 
 
 def time_collective(comm: MPI.Comm, fn: Callable[[], object], warmup: int, iters: int,
@@ -49,3 +49,16 @@ def ping_pong(comm: MPI.Comm, peer: int, nbytes: int, iters: int, lead: bool) ->
     for _ in range(iters):
         exchange(8)
     return (time.perf_counter() - start) / iters
+
+
+def idle_barrier(comm: MPI.Comm, poll: float = 0.0005) -> None:
+    """A barrier that sleeps while it waits.
+
+    ``comm.Barrier`` busy-polls in Open MPI and MPICH. A node that is not in the
+    round's pair then takes a core from the pair being measured wherever nodes share
+    cores (namespaces on one host, oversubscribed VMs): on a 2-core host, a healthy
+    link measured half its peers' bandwidth twice. Waiting here costs at most ``poll``
+    per round."""
+    request = comm.Ibarrier()
+    while not request.Test():
+        time.sleep(poll)
