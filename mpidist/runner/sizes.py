@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from mpidist.runner.markers import closest_markers
+
 __all__ = ["SIZE", "TORCH_SIZE", "WORLD", "generate", "sizes_of"]
 
 WORLD = 0  #: the size of a test that runs on every rank
@@ -28,12 +30,14 @@ _PARAM = "mpi_ranks"
 _PARALLEL_DEFAULT = 3  #: mpi-pytest's size for a bare ``@pytest.mark.parallel``
 
 
-def _declared(item: pytest.Item) -> tuple[str, Any] | None:
+def _declared(item: pytest.Item,
+              markers: dict[str, pytest.Mark] | None = None) -> tuple[str, Any] | None:
     """The marker that sizes the item and its raw value, if any."""
-    marker = item.get_closest_marker("mpi")
+    markers = closest_markers(item) if markers is None else markers
+    marker = markers.get("mpi")
     if marker is not None and "ranks" in marker.kwargs:
         return "mpi(ranks=...)", marker.kwargs["ranks"]
-    marker = item.get_closest_marker("parallel")
+    marker = markers.get("parallel")
     if marker is not None:  # read as mpi-pytest reads it: one positional or nprocs=
         args, kwargs = marker.args, marker.kwargs
         nprocs = (args[0] if len(args) == 1 and not kwargs else
@@ -68,13 +72,14 @@ def _size(item: pytest.Item, world_size: int, spread: bool) -> int:
     callspec = getattr(item, "callspec", None)
     if callspec is not None and _PARAM in callspec.params:
         return int(callspec.params[_PARAM])
-    declared = _declared(item)
+    markers = closest_markers(item)
+    declared = _declared(item, markers)
     if declared is not None:
         return _valid(item.nodeid, *declared)[0]
     torch_size = item.stash.get(TORCH_SIZE, None)
     if torch_size is not None:
         return torch_size
-    if spread and all(item.get_closest_marker(name) is None for name in ("mpi", "parallel")):
+    if spread and "mpi" not in markers and "parallel" not in markers:
         return 1
     return WORLD
 

@@ -95,6 +95,11 @@ class _Mapped:
             os.close(self._fd)
 
 
+#: one encoder for every record (``json.dumps`` with ``default`` builds one per call);
+#: default=str: user_properties may hold any object
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JournalWriter:
     """Appends records to the journal file (rank 0).
 
@@ -110,14 +115,14 @@ class JournalWriter:
         self._durable = durable
 
     def _write(self, record: dict[str, Any], durable: bool) -> None:
-        # default=str: user_properties may hold any object
-        self._file.write((json.dumps(record, default=str) + "\n").encode(), durable)
+        self._file.write((_ENCODER.encode(record) + "\n").encode(), durable)
 
     def collected(self, nodeids: list[str]) -> None:
         self._write({"collected": nodeids}, durable=True)
 
     def running(self, nodeid: str) -> None:
-        self._write({"running": nodeid}, durable=False)
+        # once per test on rank 0: a string's encoder, not a dict's (5x cheaper)
+        self._file.write(f'{{"running": {json.dumps(nodeid)}}}\n'.encode(), False)
 
     def done(self, nodeid: str, reports: list[dict[str, Any]], abnormal: str = "",
              subtests: int = 0) -> None:
