@@ -16,6 +16,12 @@ Usage:
   python benchmarks/bench_torch_suites.py [--suites distributed,rpc] [--world-sizes 2,4]
         [--backends gloo,mpi] [-k EXPR] [--write-table DIR] [--against DIR] [--mpidist-only]
   python benchmarks/bench_torch_suites.py --world-sizes 2,4 --together 8 [--against DIR]
+  python benchmarks/bench_torch_suites.py --file PATH [--file PATH ...] [--ranks W]
+        [--torch-runs 2] [-k EXPR] [--write-table DIR | --against DIR] [--commit SHA]
+
+``--file`` runs any torch-style test file (from torch's repository, or yours) torch's way
+(``python -m pytest FILE``) and mpidist's (``mpirun -n W ... --with-mpi FILE``, W the
+largest world size its classes ask for): see ``_torch_files``.
 
 ``--together`` runs the distributed suite at each world size in ONE mpidist job (a module
 per size, each importing its own copy of torch's module with WORLD_SIZE set, the class's
@@ -222,7 +228,26 @@ def main() -> int:
                         "RANKS ranks (packed), against one size at a time under mpidist; "
                         "outcomes checked against --against's tables or each other")
     parser.add_argument("--logs", type=Path, default=Path("results/torch-suites"))
+    parser.add_argument("--file", type=Path, action="append", default=[],
+                        help="a torch-style test file (repeat for more); its folder's "
+                        ".py files are copied beside it")
+    parser.add_argument("--ranks", type=int, default=0,
+                        help="--file: mpirun -n this (default: the largest world size)")
+    parser.add_argument("--torch-runs", type=int, default=2,
+                        help="--file: torch's runner this many times (flakiness shows)")
+    parser.add_argument("--commit", default="",
+                        help="--file: the torch commit the files are from (default: "
+                        "their folder's name when it is one)")
     args = parser.parse_args()
+    if args.file:
+        from _torch_files import main_files
+
+        missing = [str(f) for f in args.file if not f.is_file()]
+        if missing:
+            parser.error(f"no such file: {', '.join(missing)}")
+        return main_files(args.file, args.ranks, ["-k", args.select] if args.select else [],
+                          max(1, args.torch_runs), args.write_table, args.against,
+                          args.commit, args.logs)
     import torch
 
     args.logs.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,21 @@ if TYPE_CHECKING:
     from mpi4py import MPI
     from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__ entry
 
-__all__ = ["Rendezvous", "export_torch_env", "ifname_specs", "rendezvous", "start_torch_store"]
+__all__ = ["TORCH_ENV", "Rendezvous", "export_torch_env", "ifname_specs", "launch_env",
+           "rendezvous", "start_torch_store"]
+
+#: the variables ``export_torch_env`` sets (torchrun's)
+TORCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
+             "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE", "ROLE_RANK",
+             "ROLE_WORLD_SIZE", "NODE_RANK", "TORCHELASTIC_USE_AGENT_STORE",
+             "GLOO_SOCKET_IFNAME")
+_LAUNCH: dict[str, str | None] = {}  # their values before mpidist first set them
+
+
+def launch_env() -> dict[str, str | None]:
+    """``TORCH_ENV`` as the launcher gave them to this process (None: unset), before
+    mpidist set them: what a test run by torch's own runner would have seen."""
+    return dict(_LAUNCH) if _LAUNCH else {name: os.environ.get(name) for name in TORCH_ENV}
 
 
 def ifname_specs(
@@ -165,6 +179,8 @@ def export_torch_env(
     a client (torchrun's agent store); else rank 0's ``env://`` code hosts one there.
     """
     environ = os.environ if environ is None else environ
+    if environ is os.environ and not _LAUNCH:
+        _LAUNCH.update((name, environ.get(name)) for name in TORCH_ENV)
     if world.num_nodes > 1 and not environ.get("GLOO_SOCKET_IFNAME"):
         # gloo otherwise binds the address its hostname resolves to, which on
         # many clusters (and network namespaces) is not the one that reaches rank 0.

@@ -83,6 +83,18 @@ def is_spawning_class(cls: type | None) -> bool:
     return isinstance(cls, type) and issubclass(cls, bases)
 
 
+def is_solo_torch_class(cls: type | None) -> bool:
+    """Whether ``cls`` is a torch test class that torch's runner runs in its own single
+    process: a subclass of torch's ``common_utils.TestCase`` that spawns no ranks --
+    plain tests, ranks as threads (``MultiThreadedTestCase``, ``DTensorOpTestBase``),
+    one process with a fake group (local-tensor classes). mpidist runs such a test on
+    one rank, with no default group and the launch's torchrun variables, as there."""
+    utils = sys.modules.get("torch.testing._internal.common_utils")
+    base = getattr(utils, "TestCase", None)
+    return (isinstance(cls, type) and isinstance(base, type) and issubclass(cls, base)
+            and not is_spawning_class(cls))
+
+
 def world_size_of(cls: type) -> int | None:
     """A spawning class's ``world_size`` read without an instance (torch's is a
     property, ``4`` unless overridden); None when it needs one (it is then read at

@@ -59,12 +59,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     sizes: dict[type, int | None] = {}
     for item in items:
         cls = getattr(item, "cls", None)
-        if cls is not None and compat.is_spawning_class(cls):
-            if cls not in sizes:
-                sizes[cls] = compat.world_size_of(cls)
-            size = sizes[cls]
-            if size is not None:
-                item.stash[TORCH_SIZE] = size
+        if cls is None:
+            continue
+        if cls not in sizes:
+            sizes[cls] = (compat.world_size_of(cls) if compat.is_spawning_class(cls) else
+                          1 if compat.is_solo_torch_class(cls) else None)
+        size = sizes[cls]
+        if size is not None:
+            item.stash[TORCH_SIZE] = size  # a marker (mpi(ranks=), parallel) still wins
 
 
 @pytest.hookimpl(wrapper=True)
@@ -75,9 +77,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
         from . import compat, protocol
 
         compat.begin()
-        if compat.is_spawning_class(getattr(item, "cls", None)):
+        cls = getattr(item, "cls", None)
+        if compat.is_spawning_class(cls):
             runtime.release_default_group()  # this world's or packed group's
             snapshot = protocol.Snapshot()  # what torch's child would not have seen
+            try:
+                return (yield)
+            finally:
+                snapshot.restore()
+        if compat.is_solo_torch_class(cls) and item.get_closest_marker("mpi") is None:
+            # as in torch's runner's own process: no default group (``dist.is_initialized``
+            # is False, and the test may start one), the launch's torchrun variables
+            runtime.release_default_group(leftover=True)
+            snapshot = protocol.Snapshot()
+            protocol.launch_environment()
             try:
                 return (yield)
             finally:

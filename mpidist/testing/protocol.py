@@ -38,6 +38,7 @@ import unittest
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..bootstrap.store import launch_env
 from ..errors import UnsupportedCollective
 
 __all__ = ["Snapshot", "child_running", "judge_exit", "run_as_child", "run_test",
@@ -190,6 +191,17 @@ _BACKEND_FLAGS = (
     ("torch.backends.cuda.matmul", ("allow_tf32", "allow_fp16_reduced_precision_reduction")),
     ("torch.backends.mkldnn", ("enabled",)),
 )
+
+
+def launch_environment() -> None:
+    """Put torchrun's variables back as the launcher set them (unset where it did not):
+    mpidist exports the world's for torchrun-style code, which torch's runner's process
+    never had (``LocalRankTest.testWithoutEnv`` expects no ``LOCAL_RANK``)."""
+    for name, value in launch_env().items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @dataclass
