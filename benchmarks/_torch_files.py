@@ -55,13 +55,17 @@ class Side:
 
 
 def commit_of(path: Path, given: str = "") -> str:
-    """The torch commit a file was read at: ``given``, else its folder's name when that
-    is a 40-digit hash (benchmarks/torch_files/<commit>/...), else "unknown"."""
+    """Where in torch's history a file was read: ``given``, else its folder's name when
+    that is a 40-digit commit (benchmarks/torch_files/<commit>/...), or ``blob-<sha>`` for
+    a file whose commit the index did not name (its git blob id, which ``git log
+    --find-object`` finds in torch's repository), else "unknown"."""
     if given:
         return given
     for part in reversed(path.resolve().parts[:-1]):
         if re.fullmatch(r"[0-9a-f]{40}", part):
             return part
+        if re.fullmatch(r"blob-[0-9a-f]{40}", part):
+            return "git blob " + part[5:]
     return "unknown"
 
 
@@ -181,13 +185,16 @@ def main_files(files: list[Path], ranks: int, select: list[str], torch_runs: int
         print(f"{label:40} {ws:>5} {_counts(theirs[0]):>12} {_counts(ours.outcomes):>14} "
               f"{len(both) - len(diffs):>4}/{len(both):<4} {torch_s:8.1f} "
               f"{ours.seconds:9.1f} {torch_s / ours.seconds:5.1f}x")
-        print(f"  mpirun -n {n}; torch commit {commit_of(path, commit)}; "
+        where = commit_of(path, commit)
+        where = where if where.startswith("git blob") else f"commit {where}"
+        print(f"  mpirun -n {n}; torch's file at {where}; "
               f"torch's runner {'from the table' if against else f'{runs} run(s), best'}")
         for line in diffs:
             print(f"  differs: {line}")
         for line in flaky:
             print(f"  flaky under torch's runner: {line}")
-        if write_table is not None and against is None:
+        if write_table is not None and (against is None or not select):
+            # with --against: torch's side kept as read, mpidist's renewed
             write_table.mkdir(parents=True, exist_ok=True)
             (write_table / table_name).write_text(json.dumps(
                 {"torch": torch.__version__, "file": path.name,

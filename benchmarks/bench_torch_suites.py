@@ -17,11 +17,13 @@ Usage:
         [--backends gloo,mpi] [-k EXPR] [--write-table DIR] [--against DIR] [--mpidist-only]
   python benchmarks/bench_torch_suites.py --world-sizes 2,4 --together 8 [--against DIR]
   python benchmarks/bench_torch_suites.py --file PATH [--file PATH ...] [--ranks W]
-        [--torch-runs 2] [-k EXPR] [--write-table DIR | --against DIR] [--commit SHA]
+        [--torch-runs 2] [-k EXPR] [--write-table DIR] [--against DIR] [--commit SHA]
 
 ``--file`` runs any torch-style test file (from torch's repository, or yours) torch's way
 (``python -m pytest FILE``) and mpidist's (``mpirun -n W ... --with-mpi FILE``, W the
-largest world size its classes ask for): see ``_torch_files``.
+largest world size its classes ask for): see ``_torch_files``. With both ``--against`` and
+``--write-table`` (on the same folder) torch's side of a file's table is kept as it was
+measured and mpidist's side is renewed.
 
 ``--together`` runs the distributed suite at each world size in ONE mpidist job (a module
 per size, each importing its own copy of torch's module with WORLD_SIZE set, the class's

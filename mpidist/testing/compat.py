@@ -73,14 +73,36 @@ def _torch() -> types.ModuleType | None:
     return sys.modules.get(protocol.TORCH_MODULE)
 
 
+def _spawning_bases() -> tuple[type, ...]:
+    torch_cd = _torch()
+    return tuple(getattr(torch_cd, name) for name in ("MultiProcessTestCase",
+                 "MultiProcContinuousTest") if hasattr(torch_cd, name))
+
+
+def derives_from_spawning(cls: type | None) -> bool:
+    """Whether ``cls`` inherits torch's spawning machinery (``install`` is then needed)."""
+    bases = _spawning_bases()
+    return isinstance(cls, type) and bool(bases) and issubclass(cls, bases)
+
+
+def runs_in_parent(cls: type | None) -> bool:
+    """Whether a spawning-derived ``cls`` runs its tests in torch's parent process after
+    all: a class below torch's bases defines ``join_or_run`` (``LocalDTensorTestBase``:
+    one process, a fake group; torch's runner kills the children it starts unjoined)."""
+    if not derives_from_spawning(cls):
+        return False
+    bases = _spawning_bases()
+    for klass in cls.__mro__:  # type: ignore[union-attr]
+        if klass in bases:
+            return False
+        if "join_or_run" in vars(klass):
+            return True
+    return False
+
+
 def is_spawning_class(cls: type | None) -> bool:
     """Whether ``cls`` is one of torch's process-spawning test classes."""
-    torch_cd = _torch()
-    if cls is None or torch_cd is None:
-        return False
-    bases = tuple(getattr(torch_cd, name) for name in
-                  ("MultiProcessTestCase", "MultiProcContinuousTest") if hasattr(torch_cd, name))
-    return isinstance(cls, type) and issubclass(cls, bases)
+    return derives_from_spawning(cls) and not runs_in_parent(cls)
 
 
 def is_solo_torch_class(cls: type | None) -> bool:
@@ -215,6 +237,8 @@ def _in_scope(world_size: int, fn: Callable[[], None]) -> None:
 # -- MultiProcessTestCase / DistributedTestBase ------------------------------------
 
 def _spawn_processes(self: Any) -> None:
+    if runs_in_parent(type(self)):  # torch's children would be killed unjoined: none
+        return
     world_size = int(self.world_size)
     rank = participate(world_size, type(self).__name__)
     old = getattr(self, "file_name", None)

@@ -19,7 +19,9 @@ the testing layer. Inert without ``--with-mpi``. With it:
   first process's code);
 * a torch class's test leaves the environment and ``torch.backends`` flags as
   it found them (``protocol.Snapshot``): its children would have taken their
-  changes with them.
+  changes with them; DTensor's memos are dropped where a rank goes between a
+  real group's test and a local-tensor one (``memos``), which torch runs in
+  different processes.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> None:
         return
     from . import compat  # only under --with-mpi: the testing package loads then
 
-    if compat.is_spawning_class(obj):
+    if compat.derives_from_spawning(obj):
         compat.install(setting(collector.config, settings.SHARED_DIR))
 
 
@@ -74,10 +76,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
     if _active(item.config):
         from .. import runtime
-        from . import compat, protocol
+        from . import compat, memos, protocol
 
         compat.begin()
         cls = getattr(item, "cls", None)
+        memos.switch("parent" if compat.runs_in_parent(cls) else "ranks")
         if compat.is_spawning_class(cls):
             runtime.release_default_group()  # this world's or packed group's
             snapshot = protocol.Snapshot()  # what torch's child would not have seen

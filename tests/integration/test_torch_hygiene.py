@@ -12,7 +12,7 @@ from ..mpijob import MPIResult
 
 SUITE = Path(__file__).resolve().parents[1] / "ranks" / "torch_solo.py"
 pytest.importorskip("torch")
-ONCE = ["no_default_group", "variables", "leaves", "left_over", "threads"]
+ONCE = ["no_default_group", "variables", "leaves", "left_over", "threads", "local"]
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +30,20 @@ def solo_run(make_job) -> tuple[MPIResult, Path]:
 def test_every_test_passes(solo_run):
     result, _ = solo_run
     assert result.returncode == 0, result.stdout[-3000:]
-    result.lines.fnmatch_lines(["*= 7 passed in *"])
-    cases = result.testcases()
-    assert len(cases) == 7 and all(c.find("failure") is None for c in cases.values())
+    result.lines.fnmatch_lines(["*= 11 passed in *"])
+    cases = list(result.junit().iter("testcase"))  # two classes share a test name
+    assert len(cases) == 11 and all(c.find("failure") is None for c in cases)
 
 
 @pytest.mark.parametrize("name", ONCE)
 def test_a_torch_class_test_runs_once_on_one_rank(solo_run, name):
     _, out = solo_run
     assert len(list(out.glob(f"{name}-*"))) == 1, sorted(p.name for p in out.iterdir())
+
+
+def test_a_spawning_dtensor_test_runs_on_its_world(solo_run):
+    _, out = solo_run
+    assert len(list(out.glob("mesh-*"))) == 4, sorted(p.name for p in out.iterdir())
 
 
 def test_the_outcome_names_the_one_rank(solo_run):

@@ -10,8 +10,15 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch.distributed._local_tensor import maybe_disable_local_tensor_mode
+from torch.distributed.tensor import DeviceMesh, Replicate, Shard, distribute_tensor
 from torch.testing._internal.common_distributed import MultiThreadedTestCase
 from torch.testing._internal.common_utils import TestCase
+from torch.testing._internal.distributed._tensor.common_dtensor import (
+    DTensorTestBase,
+    create_local_tensor_test_class,
+    with_comms,
+)
 
 OUT = Path(os.environ["HYGIENE_OUT"])
 TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -64,6 +71,36 @@ class TestThreads(MultiThreadedTestCase):
         t = torch.ones(2) * self.rank
         dist.all_reduce(t)
         self.assertEqual(t, torch.ones(2) * 6)
+
+
+class TestMesh(DTensorTestBase):
+    """Spawning (4 ranks); its local-tensor twin below derives from the same spawning
+    class but runs the body in torch's own process (a fake group): once, on one rank."""
+
+    @with_comms
+    def test_shard_and_gather(self):
+        local = getattr(self, "is_local_tensor_enabled", False)
+        mark("local" if local else "mesh")
+        self.assertTrue(dist.is_initialized())
+        if local:
+            self.assertEqual(dist.get_backend(), "fake")
+        whole = torch.arange(16.0).reshape(4, 4)
+        sharded = distribute_tensor(whole, self.build_device_mesh(), [Shard(0)])
+        self.assertEqual(sharded.full_tensor(), whole)
+
+    @with_comms
+    def test_uneven_shards_gathered(self):
+        """DTensor memoizes the plan of a redistribution by a mesh that compares without
+        its rank: a plan this rank made on the real mesh must not reach the local twin."""
+        with maybe_disable_local_tensor_mode():
+            mesh = DeviceMesh(self.device_type, torch.arange(4).reshape(2, 2))
+        whole = torch.arange(26.0).reshape(13, 2)
+        sharded = distribute_tensor(whole, mesh, [Shard(0), Shard(0)])
+        gathered = sharded.redistribute(mesh, [Replicate(), Replicate()])
+        self.assertEqual(gathered.full_tensor(), whole)
+
+
+TestMeshWithLocalTensor = create_local_tensor_test_class(TestMesh)
 
 
 def test_world_group_after():
