@@ -73,26 +73,27 @@ def _torch() -> types.ModuleType | None:
     return sys.modules.get(protocol.TORCH_MODULE)
 
 
-def _spawning_bases() -> tuple[type, ...]:
+def _spawning_bases_of(cls: type | None) -> tuple[type, ...]:
+    """torch's spawning bases when ``cls`` derives from one of them, else ()."""
+    if not isinstance(cls, type):  # a plain test function's item: no lookups
+        return ()
     torch_cd = _torch()
-    return tuple(getattr(torch_cd, name) for name in ("MultiProcessTestCase",
-                 "MultiProcContinuousTest") if hasattr(torch_cd, name))
+    bases = tuple(getattr(torch_cd, name) for name in ("MultiProcessTestCase",
+                  "MultiProcContinuousTest") if hasattr(torch_cd, name))
+    return bases if bases and issubclass(cls, bases) else ()
 
 
 def derives_from_spawning(cls: type | None) -> bool:
     """Whether ``cls`` inherits torch's spawning machinery (``install`` is then needed)."""
-    bases = _spawning_bases()
-    return isinstance(cls, type) and bool(bases) and issubclass(cls, bases)
+    return bool(_spawning_bases_of(cls))
 
 
 def runs_in_parent(cls: type | None) -> bool:
     """Whether a spawning-derived ``cls`` runs its tests in torch's parent process after
     all: a class below torch's bases defines ``join_or_run`` (``LocalDTensorTestBase``:
     one process, a fake group; torch's runner kills the children it starts unjoined)."""
-    if not derives_from_spawning(cls):
-        return False
-    bases = _spawning_bases()
-    for klass in cls.__mro__:  # type: ignore[union-attr]
+    bases = _spawning_bases_of(cls)
+    for klass in cls.__mro__ if bases else ():  # type: ignore[union-attr]
         if klass in bases:
             return False
         if "join_or_run" in vars(klass):
