@@ -151,8 +151,10 @@ def compare_file(path: Path, theirs: list[dict[str, str]], ours: Side
 
 def main_files(files: list[Path], ranks: int, select: list[str], torch_runs: int,
                write_table: Path | None, against: Path | None, commit: str,
-               logs: Path) -> int:
-    """Every file both ways; a row per file, then its differences. Exit 1 on any."""
+               logs: Path, add_torch_runs: int = 0) -> int:
+    """Every file both ways; a row per file, then its differences. Exit 1 on any.
+    With ``against``: torch's side from the table, plus ``add_torch_runs`` new runs
+    of torch's runner (kept in the table written, for flakiness)."""
     import torch
 
     logs.mkdir(parents=True, exist_ok=True)
@@ -163,7 +165,7 @@ def main_files(files: list[Path], ranks: int, select: list[str], torch_runs: int
     for path in (f.resolve() for f in files):
         sizes = world_sizes(path)
         n = ranks or max([2, *sizes])
-        runs = 0 if against is not None else torch_runs
+        runs = add_torch_runs if against is not None else torch_runs
         torch_sides, ours = run_file(path, n, select, runs, logs)
         table_name = f"file-{path.stem}.json"
         if against is not None:
@@ -172,8 +174,8 @@ def main_files(files: list[Path], ranks: int, select: list[str], torch_runs: int
                 print(f"note: {table_name} is torch {table['torch']}'s; this is "
                       f"{torch.__version__}")
             theirs = [{k: v for k, v in run.items() if not select or k in ours.outcomes}
-                      for run in table["outcomes"]]
-            torch_s = float(table["seconds"])
+                      for run in table["outcomes"]] + [side.outcomes for side in torch_sides]
+            torch_s = min([float(table["seconds"])] + [side.seconds for side in torch_sides])
         else:
             theirs = [side.outcomes for side in torch_sides]
             torch_s = min(side.seconds for side in torch_sides)
@@ -187,8 +189,9 @@ def main_files(files: list[Path], ranks: int, select: list[str], torch_runs: int
               f"{ours.seconds:9.1f} {torch_s / ours.seconds:5.1f}x")
         where = commit_of(path, commit)
         where = where if where.startswith("git blob") else f"commit {where}"
-        print(f"  mpirun -n {n}; torch's file at {where}; "
-              f"torch's runner {'from the table' if against else f'{runs} run(s), best'}")
+        told = (f"{len(theirs)} run(s) from the table" + (f" ({runs} new)" if runs else "")
+                if against else f"{runs} run(s)") + ", best time"
+        print(f"  mpirun -n {n}; torch's file at {where}; torch's runner {told}")
         for line in diffs:
             print(f"  differs: {line}")
         for line in flaky:

@@ -237,6 +237,9 @@ def main() -> int:
                         help="--file: mpirun -n this (default: the largest world size)")
     parser.add_argument("--torch-runs", type=int, default=2,
                         help="--file: torch's runner this many times (flakiness shows)")
+    parser.add_argument("--add-torch-runs", type=int, default=0,
+                        help="--file with --against: run torch's runner this many more "
+                        "times and add its outcomes to the table --write-table writes")
     parser.add_argument("--commit", default="",
                         help="--file: the torch commit the files are from (default: "
                         "their folder's name when it is one)")
@@ -249,7 +252,7 @@ def main() -> int:
             parser.error(f"no such file: {', '.join(missing)}")
         return main_files(args.file, args.ranks, ["-k", args.select] if args.select else [],
                           max(1, args.torch_runs), args.write_table, args.against,
-                          args.commit, args.logs)
+                          args.commit, args.logs, args.add_torch_runs)
     import torch
 
     args.logs.mkdir(parents=True, exist_ok=True)

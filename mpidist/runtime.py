@@ -208,7 +208,9 @@ def init(
 
 def _register_mpi4py() -> None:
     from .backends.mpi4py import register, stand_in
+    from .bootstrap.store import guard_env_rendezvous
 
+    guard_env_rendezvous()  # the agent-store variable is true of mpidist's port only
     register()  # new_group(backend="mpi4py") works whatever the default group
     stand_in.install()  # backend="mpi" too, on a torch built without MPI
 

@@ -14,11 +14,12 @@ client instead of trying to host a second one on the same port.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, MutableMapping
+from typing import TYPE_CHECKING, Any, Iterator, MutableMapping
 
 from ..errors import BootstrapError
 from .agree import raise_together
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from mpi4py import MPI
     from torch.distributed import TCPStore  # type: ignore[attr-defined]  # no __all__ entry
 
-__all__ = ["TORCH_ENV", "Rendezvous", "export_torch_env", "ifname_specs", "launch_env",
-           "rendezvous", "start_torch_store"]
+__all__ = ["TORCH_ENV", "Rendezvous", "export_torch_env", "guard_env_rendezvous",
+           "ifname_specs", "launch_env", "rendezvous", "start_torch_store"]
 
 #: the variables ``export_torch_env`` sets (torchrun's)
 TORCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
@@ -39,6 +40,8 @@ TORCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK",
              "ROLE_WORLD_SIZE", "NODE_RANK", "TORCHELASTIC_USE_AGENT_STORE",
              "GLOO_SOCKET_IFNAME")
 _LAUNCH: dict[str, str | None] = {}  # their values before mpidist first set them
+_AGENT = "TORCHELASTIC_USE_AGENT_STORE"
+_SERVED: dict[str, str] = {}  # MASTER_ADDR/MASTER_PORT of the store mpidist exported
 
 
 def launch_env() -> dict[str, str | None]:
@@ -201,6 +204,43 @@ def export_torch_env(
         NODE_RANK=str(world.node_rank),
     )
     if agent_store:
-        environ["TORCHELASTIC_USE_AGENT_STORE"] = "True"
+        environ[_AGENT] = "True"
     else:
-        environ.pop("TORCHELASTIC_USE_AGENT_STORE", None)
+        environ.pop(_AGENT, None)
+    if environ is os.environ:
+        _SERVED.update(MASTER_ADDR=environ["MASTER_ADDR"], MASTER_PORT=environ["MASTER_PORT"])
+
+
+def guard_env_rendezvous() -> None:
+    """``TORCHELASTIC_USE_AGENT_STORE=True`` holds for mpidist's store only (idempotent).
+
+    The variable tells torch's ``env://`` rendezvous that a store already serves
+    MASTER_PORT, so every rank joins it as a client. Code that picks its own
+    MASTER_ADDR/MASTER_PORT (torch's ``test_c10d_common.py`` sets port 6789, as
+    under torch's runner, where no agent exists) would then wait for a server nobody
+    starts. For such a call torch's handler runs with the variable unset, so rank 0
+    hosts the store, as it would outside mpidist.
+    """
+    import importlib
+
+    # the module, not torch.distributed's function of the same name
+    rdzv = importlib.import_module("torch.distributed.rendezvous")
+    handler = rdzv._rendezvous_handlers.get("env")
+    if handler is None or getattr(handler, "_mpidist_guard", False):
+        return
+
+    def env_handler(url: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        own = any(os.environ.get(k, v) != v for k, v in _SERVED.items())
+        if not own or os.environ.get(_AGENT) != "True":
+            steps: Iterator[Any] = handler(url, *args, **kwargs)
+            return steps
+        saved = os.environ.pop(_AGENT)
+        try:  # torch reads the variable at the first step; init_process_group takes one
+            inner = handler(url, *args, **kwargs)
+            first = next(inner)
+        finally:
+            os.environ[_AGENT] = saved
+        return itertools.chain([first], inner)
+
+    env_handler._mpidist_guard = True  # type: ignore[attr-defined]
+    rdzv._rendezvous_handlers["env"] = env_handler

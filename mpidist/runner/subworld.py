@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from .. import runtime
+from ..backends.mpi4py import stand_in
 from ..bootstrap.store import export_torch_env
 from ..bootstrap.world import World
 from .group import Group
@@ -84,6 +85,7 @@ def enter(cuts: Sequence[Cut], tag: str) -> SubWorld | None:
         node_comm=node, backend=None, generation=0, tag=f"{tag}.g{mine}/", user_comm=user,
         released=False))
     export_torch_env(view, agent_store=rt.rendezvous.store is not None)
+    stand_in.set_world(user)  # torch's "mpi" groups: the group's part of COMM_WORLD
     if wanted:
         runtime.init(rt.requested, timeout=rt.timeout)  # the group's own default group
     return sub
@@ -96,6 +98,7 @@ def leave(sub: SubWorld | None) -> None:
     rt = runtime.current()
     _destroy_default_group()
     runtime.swap(sub.saved)
+    stand_in.set_world(None)
     export_torch_env(sub.saved.world, agent_store=sub.saved.rendezvous.store is not None)
     for comm in (sub.control, rt.node_comm, rt.user_comm, rt.comm):
         if comm is not None:

@@ -12,9 +12,8 @@ classes (never the user's subclasses):
   class, with its ``_init_pg``);
 * the method wrapper installed by ``__init__`` does what torch's child does
   (``protocol``: the class's own ``_run``, a fresh instance, ``run_test``) and
-  judges its exit as torch's parent does: torch's
-  ``sys.exit(TEST_SKIPS[...].exit_code)`` becomes the matching
-  ``unittest.SkipTest`` (pytest would call a ``SystemExit`` a failure).
+  judges its exit as torch's parent does: ``sys.exit(TEST_SKIPS[...].exit_code)``
+  becomes the matching ``unittest.SkipTest`` (pytest calls a ``SystemExit`` a failure).
 
 A class whose ``world_size`` is smaller than the MPI world runs on ranks
 ``0..world_size-1``; the others sit it out (``SatOut``, which the merge
@@ -248,6 +247,7 @@ def _spawn_processes(self: Any) -> None:
     self.rank = rank
     self.file_name = shared_file("file")
     os.environ["WORLD_SIZE"], os.environ["RANK"] = str(world_size), str(rank)
+    protocol.launch_environment(protocol.NODE_LOCAL)  # MASTER_*: env:// joins our store
     # the testing plugin's Snapshot puts the world's back after the test
     _share_temp_dir()
 

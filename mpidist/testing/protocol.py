@@ -19,8 +19,9 @@ Here every rank is such a child: ``run_as_child`` calls the class's own
 keeps the body's real exception or skip (a better report than an exit code),
 drops whatever process group the test left (a child's would die with it), and
 judges the code as the parent does. What differs from the child only because
-this process lives on -- environment variables and ``torch.backends`` flags a
-test or its ``setUp`` changed -- ``Snapshot`` puts back after the test.
+this process lives on -- environment variables, ``torch.backends`` flags,
+c10d's debug level and backends registered with ``dist.Backend.register_backend``
+that a test or its ``setUp`` changed -- ``Snapshot`` puts back after the test.
 
 The first process's code deciding is kept by the merge: rank 0's call report
 carries ``ROOT_DECIDES``, so a rank that skipped or ended oddly while rank 0
@@ -40,6 +41,7 @@ from typing import Any, Callable
 
 from ..bootstrap.store import launch_env
 from ..errors import UnsupportedCollective
+from . import backends
 
 __all__ = ["Snapshot", "child_running", "judge_exit", "run_as_child", "run_test",
            "seed_like_torch", "skip_for_exit"]
@@ -193,11 +195,19 @@ _BACKEND_FLAGS = (
 )
 
 
-def launch_environment() -> None:
-    """Put torchrun's variables back as the launcher set them (unset where it did not):
-    mpidist exports the world's for torchrun-style code, which torch's runner's process
-    never had (``LocalRankTest.testWithoutEnv`` expects no ``LOCAL_RANK``)."""
+#: torchrun's variables of a node's agent, which a child of torch's runner never has
+NODE_LOCAL = ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+              "ROLE_RANK", "ROLE_WORLD_SIZE", "NODE_RANK")
+
+
+def launch_environment(names: tuple[str, ...] | None = None) -> None:
+    """Put torchrun's variables (or ``names`` of them) back as the launcher set them
+    (unset where it did not): mpidist exports the world's for torchrun-style code,
+    which torch's runner's process never had (``LocalRankTest.testWithoutEnv`` expects
+    no ``LOCAL_RANK``)."""
     for name, value in launch_env().items():
+        if names is not None and name not in names:
+            continue
         if value is None:
             os.environ.pop(name, None)
         else:
@@ -216,6 +226,8 @@ class Snapshot:
 
     environ: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     flags: list[tuple[Any, str, Any]] = field(default_factory=list)
+    registry: backends.Registry | None = None
+    debug_level: Any = None
 
     def __post_init__(self) -> None:
         if "torch" not in sys.modules:
@@ -225,6 +237,12 @@ class Snapshot:
             for name in names:
                 with contextlib.suppress(Exception):
                     self.flags.append((owner, name, getattr(owner, name)))
+        if "torch.distributed" in sys.modules:
+            backends.watch()
+            self.registry = backends.Registry()  # backends a test registers
+            # c10d's debug level is process state set from the environment once
+            # (set_debug_level_from_env); DETAIL wraps every later group in a checker
+            self.debug_level = _resolve("torch.distributed").get_debug_level()
 
     def restore(self) -> None:
         """Put back every variable and flag as it was."""
@@ -237,6 +255,12 @@ class Snapshot:
             with contextlib.suppress(Exception):
                 if getattr(owner, name) != value:
                     setattr(owner, name, value)
+        if self.registry is not None:
+            self.registry.restore()
+        if self.debug_level is not None:
+            dist = _resolve("torch.distributed")
+            if dist.get_debug_level() != self.debug_level:
+                dist.set_debug_level(self.debug_level)
 
 
 @functools.cache  # once per process, not once per test

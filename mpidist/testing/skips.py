@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from .. import runtime
+from ..backends.mpi4py import stand_in
 from ..bootstrap import probes
 
 if TYPE_CHECKING:
@@ -54,13 +55,16 @@ _scope: tuple[MPI.Comm, list[int]] | None = None
 
 @contextmanager
 def scope(comm: MPI.Comm, world_ranks: list[int]) -> Iterator[None]:
-    """Decide skips among ``world_ranks`` (over ``comm``) instead of the whole world."""
+    """Decide skips among ``world_ranks`` (over ``comm``) instead of the whole world;
+    torch's ``"mpi"`` groups (mpidist's stand-in) are made among them too."""
     global _scope
     previous, _scope = _scope, (comm, world_ranks)
+    mpi_world = stand_in.set_world(comm)
     try:
         yield
     finally:
         _scope = previous
+        stand_in.set_world(mpi_world)
 
 
 def _deciders() -> tuple[MPI.Comm, list[int]] | None:

@@ -41,12 +41,14 @@ NAME = "mpi4py"
 T = TypeVar("T")
 
 class MPI4PyProcessGroup(dist.ProcessGroup):
-    """A torch.distributed group whose collectives are MPI calls on its own communicator."""
+    """A torch.distributed group whose collectives are MPI calls on its own communicator.
+    ``pg.name()``: "custom", as torch names any registered backend's group (its tests
+    assert it), or "mpi" standing in for torch's MPI backend."""
 
-    def __init__(self, comm: MPI.Comm, rank: int, size: int, backend: str = NAME) -> None:
+    def __init__(self, comm: MPI.Comm, rank: int, size: int, backend: str = "custom") -> None:
         super().__init__(rank, size)  # type: ignore[call-arg]  # stubs: (store, rank, size)
         self.comm = comm
-        self._backend_name = backend  # "mpi" where it stands in for torch's MPI backend
+        self._backend_name = backend
         self._name = self._desc = ""
 
     # torch asks a group's backends for these; this group is its own backend
@@ -67,9 +69,7 @@ class MPI4PyProcessGroup(dist.ProcessGroup):
 
     #: torch asks a backend for these (batch_isend_irecv; new_group on torch 2.11 reads
     #: supports_splitting once a device is bound)
-    supports_coalescing = False
-    supports_splitting = False
-    supports_time_estimate = False
+    supports_coalescing = supports_splitting = supports_time_estimate = False
 
     def _get_backend(self, device: Any) -> MPI4PyProcessGroup:
         """This group is its own backend, whatever the device: torch >= 2.14 asks a group
@@ -387,10 +387,9 @@ def _with_op(opts: Any) -> Any:
     return single
 
 
-def _create(options: Any, _pg_options: Any) -> MPI4PyProcessGroup:
-    comm = group_comm(options.store, options.group_rank, options.group_size,
-                       str(options.group_id))
-    return MPI4PyProcessGroup(comm, options.group_rank, options.group_size)
+def _create(opts: Any, _pg_options: Any) -> MPI4PyProcessGroup:
+    comm = group_comm(opts.store, opts.group_rank, opts.group_size, str(opts.group_id))
+    return MPI4PyProcessGroup(comm, opts.group_rank, opts.group_size)
 
 
 def register() -> None:

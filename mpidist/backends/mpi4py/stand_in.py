@@ -11,6 +11,13 @@ torch's c10d module, hands it the group's name (which ``create`` is not given;
 a subgroup's MPI tag is made from it) from a wrapper around the helper, and
 says MPI is available. The group's backend name stays ``"mpi"`` (``dist.get_backend()``),
 as code written for torch's MPI backend expects. A torch that has MPI keeps it.
+
+torch's MPI world is ``MPI_COMM_WORLD`` because torch's runner starts one MPI job
+per test. Under mpidist a test's world is its ranks: a packed group's part of the
+job, or the ranks a smaller MultiProcessTestCase runs on. A ``Dup`` of the whole
+job there waits for ranks that are in other tests (a one-rank test's
+``init_process_group("mpi")`` hung), so the default group is made from the
+communicator the runner names with ``set_world`` (``COMM_WORLD`` when none).
 """
 
 from __future__ import annotations
@@ -18,10 +25,19 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-__all__ = ["install", "installed"]
+__all__ = ["install", "installed", "set_world"]
 
 _pending: list[str] = []  # the name of the group being made, while torch's helper runs
 _state = {"installed": False}
+_world: list[Any] = []  # the current test's communicator (empty: COMM_WORLD)
+
+
+def set_world(comm: Any) -> Any:
+    """Make ``comm`` (an ``MPI.Comm``; None: ``COMM_WORLD``) the world of the MPI groups
+    made from now on; returns the one it replaces, to restore."""
+    previous = _world[0] if _world else None
+    _world[:] = [] if comm is None else [comm]
+    return previous
 
 
 class _ProcessGroupMPIStandIn:
@@ -40,7 +56,7 @@ class _ProcessGroupMPIStandIn:
 
         from .group import MPI4PyProcessGroup
 
-        world = MPI.COMM_WORLD
+        world = _world[0] if _world else MPI.COMM_WORLD
         if not ranks:
             comm = world.Dup()
         elif sorted(ranks) == list(range(world.Get_size())):  # every process: no group op
