@@ -28,15 +28,15 @@ from typing import Any
 __all__ = ["install", "installed", "set_world"]
 
 _pending: list[str] = []  # the name of the group being made, while torch's helper runs
-_state = {"installed": False}
-_world: list[Any] = []  # the current test's communicator (empty: COMM_WORLD)
+# installed: the stand-in is in torch's c10d; world: the current test's communicator
+# (None: COMM_WORLD)
+_state: dict[str, Any] = {"installed": False, "world": None}
 
 
 def set_world(comm: Any) -> Any:
     """Make ``comm`` (an ``MPI.Comm``; None: ``COMM_WORLD``) the world of the MPI groups
     made from now on; returns the one it replaces, to restore."""
-    previous = _world[0] if _world else None
-    _world[:] = [] if comm is None else [comm]
+    previous, _state["world"] = _state["world"], comm
     return previous
 
 
@@ -56,7 +56,7 @@ class _ProcessGroupMPIStandIn:
 
         from .group import MPI4PyProcessGroup
 
-        world = _world[0] if _world else MPI.COMM_WORLD
+        world = MPI.COMM_WORLD if _state["world"] is None else _state["world"]
         if not ranks:
             comm = world.Dup()
         elif sorted(ranks) == list(range(world.Get_size())):  # every process: no group op
@@ -75,7 +75,7 @@ class _ProcessGroupMPIStandIn:
 
 def installed() -> bool:
     """Whether ``"mpi"`` is served by mpidist's group in this process."""
-    return _state["installed"]
+    return bool(_state["installed"])
 
 
 def install() -> bool:
