@@ -15,6 +15,7 @@ directory, ``INIT_METHOD``); ``rpc`` as test/distributed/rpc/test_tensorpipe_age
 Usage:
   python benchmarks/bench_torch_suites.py [--suites distributed,rpc] [--world-sizes 2,4]
         [--backends gloo,mpi] [-k EXPR] [--write-table DIR] [--against DIR] [--mpidist-only]
+        [--isolate]
   python benchmarks/bench_torch_suites.py --world-sizes 2,4 --together 8 [--against DIR]
   python benchmarks/bench_torch_suites.py --file PATH [--file PATH ...] [--ranks W]
         [--torch-runs 2] [-k EXPR] [--write-table DIR] [--against DIR] [--commit SHA]
@@ -153,7 +154,7 @@ def run(cmd: list[str], workdir: Path, extra: dict[str, str], log: Path) -> floa
 
 
 def one(suite: str, backend: str, world_size: int, select: list[str], torch_too: bool,
-        keep: Path) -> dict[str, object]:
+        keep: Path, isolate: bool = False) -> dict[str, object]:
     """Run one configuration; return its figures and both outcome maps."""
     workdir = Path(tempfile.mkdtemp(prefix=f"torch-{suite}-{backend}-{world_size}-"))
     (workdir / f"test_{suite}.py").write_text(SUITES[suite])
@@ -166,7 +167,7 @@ def one(suite: str, backend: str, world_size: int, select: list[str], torch_too:
     ours = workdir / "mpidist.xml"
     figures["mpidist_s"] = run(
         [*mpirun(world_size), sys.executable, *pytest, "--with-mpi",
-         f"--junitxml={ours}"], workdir, suite_env(backend, world_size, workdir / "m"),
+         *(["--mpi-isolate"] if isolate else []), f"--junitxml={ours}"], workdir, suite_env(backend, world_size, workdir / "m"),
         keep / f"{tag}-mpidist.log")
     figures["mpidist"] = outcomes(ours) if ours.exists() else {}
     if torch_too:
@@ -229,6 +230,9 @@ def main() -> int:
                         help="the distributed suite at every --world-sizes in one job of "
                         "RANKS ranks (packed), against one size at a time under mpidist; "
                         "outcomes checked against --against's tables or each other")
+    parser.add_argument("--isolate", action="store_true",
+                        help="run mpidist's side with --mpi-isolate (each torch child "
+                        "forked from a warm template: the rpc suite needs it)")
     parser.add_argument("--logs", type=Path, default=Path("results/torch-suites"))
     parser.add_argument("--file", type=Path, action="append", default=[],
                         help="a torch-style test file (repeat for more); its folder's "
@@ -268,7 +272,7 @@ def main() -> int:
             for ws in (int(w) for w in args.world_sizes.split(",")):
                 name = f"{suite}-{backend}-ws{ws}.json"
                 torch_too = args.against is None and not args.mpidist_only
-                fig = one(suite, backend, ws, select, torch_too, args.logs)
+                fig = one(suite, backend, ws, select, torch_too, args.logs, args.isolate)
                 ours = fig["mpidist"]
                 assert isinstance(ours, dict)
                 if args.mpidist_only:

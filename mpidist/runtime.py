@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
     from .bootstrap.store import Rendezvous
 
-__all__ = ["Runtime", "attach", "current", "init", "is_initialized", "release_default_group",
-           "restore_default_group", "shutdown", "swap"]
+__all__ = ["Runtime", "attach", "current", "init", "is_initialized", "mark_isolated",
+           "release_default_group", "restore_default_group", "shutdown", "swap"]
 
 
 @dataclass
@@ -89,6 +89,7 @@ class Runtime:
 
 
 _runtime: Runtime | None = None
+_isolated = False  # this process is an isolated test's (``mark_isolated``)
 _attached: tuple[World, MPI.Comm, MPI.Comm] | None = None
 
 
@@ -277,8 +278,19 @@ def current() -> Runtime:
         BootstrapError: ``init`` has not run on this rank.
     """
     if _runtime is None:
+        if _isolated:
+            raise BootstrapError(
+                "this test runs in an isolated process (--mpi-isolate, mpi(isolate=True)), "
+                "which has no MPI: mpi_comm, mpi_world and mpi_tmp_path are not available "
+                "there; use torch.distributed, or mark the test mpi(isolate=False)")
         raise BootstrapError("mpidist.init() has not been called on this rank")
     return _runtime
+
+
+def mark_isolated() -> None:
+    """This process runs one isolated test, forked from a template without MPI."""
+    global _isolated
+    _isolated = True
 
 
 def is_initialized() -> bool:

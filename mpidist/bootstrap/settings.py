@@ -135,9 +135,25 @@ SERIAL = Setting(
     "load-balanced over every rank and node (with --mpi-pack=off: on rank 0).",
 )
 
+
+
+def _isolate(text: str) -> str:
+    lowered = text.strip().lower()
+    lowered = {"1": "on", "true": "on", "yes": "on", "0": "off", "false": "off",
+               "no": "off"}.get(lowered, lowered)
+    return _choice("on", "marked", "off")(lowered)
+
+
+ISOLATE = Setting(
+    "isolate", "--mpi-isolate", "mpi_isolate", "MPIDIST_ISOLATE", "marked", _isolate,
+    "on (the bare flag): every test runs in a fresh process forked from a warm template "
+    "each rank made before MPI_Init, so a crash or hang costs that test only; marked: "
+    "only tests marked mpi(isolate=True); off: none (no template).",
+)
+
 SETTINGS: tuple[Setting[object], ...] = (  # type: ignore[assignment]
     BACKEND, LOG_DIR, RANK_OUTPUT, STORE_TIMEOUT, IFNAME, TIMEOUT, PEER_GRACE, JOURNAL,
-    RESUME, SHARED_DIR, KEEPER, PACK, SERIAL,
+    RESUME, SHARED_DIR, KEEPER, PACK, SERIAL, ISOLATE,
 )
 
 

@@ -30,6 +30,7 @@ from ..bootstrap.world import format_ranks
 from .failures import Labels, RankedFailure
 from .results import (
     COLLECTIVE_SKIP,
+    DIED,
     PHASES,
     RankResult,
     phase_kind,
@@ -102,9 +103,10 @@ def _as_failed(merged: TestReport, labels: Labels, reports: dict[int, TestReport
     skip_notes = [f"skipped on {labels.describe_ranks(rs)}: {text}"
                   for rs, text in _texts(reports, skipped)]
     merged.outcome = "failed"
+    groups = sorted(_texts(reports, failed),  # a dead process first: the others echo it
+                    key=lambda group: not getattr(reports[group[0][0]], DIED, False))
     merged.longrepr = RankedFailure(
-        [(labels.describe_ranks(rs), reports[rs[0]].longrepr)
-         for rs, _ in _texts(reports, failed)],
+        [(labels.describe_ranks(rs), reports[rs[0]].longrepr) for rs, _ in groups],
         [*notes, *skip_notes], label=labels.describe_ranks(failed))
     merged.sections = _labelled_sections(labels, reports, failed)
 

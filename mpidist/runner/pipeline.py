@@ -36,15 +36,18 @@ from .codec import decode, encode
 from .exchange import Exchange, wait_all
 from .group import Group
 from .held import Held
+from .isolate.rank import ISOLATED, MARGIN
 from .markers import item_timeout
 from .merge import merge_test
 from .replay import replay
 from .reruns import mark_rerun, prepare_rerun, reruns_of
 from .results import AGREED, LEFT_EARLY, RankResult, mark_call, test_outcome
+from .sticky import Sticky
 from .stops import may_stop_on_a_pass, needs_verdict, stop_like_the_root
 
 if TYPE_CHECKING:
     from ..safety.watchdog import Watchdog
+    from .isolate.rank import Isolation
     from .output import RankOutput
 
 __all__ = ["TestPipeline"]
@@ -97,6 +100,8 @@ class TestPipeline:
         self._settling: _Pending | None = None  # the root's main thread collects it
         self._logging = False  # ... and is logging it now
         self.sink: Callable[[pytest.Item, list[TestReport]], None] | None = None
+        self.isolation: Isolation | None = None  # runs the tests marked ``ISOLATED``
+        self.sticky = Sticky(group.world.describe(group.world.rank))  # a poisoned CUDA context
 
     def use(self, group: Group,
             sink: Callable[[pytest.Item, list[TestReport]], None] | None = None) -> None:
@@ -188,14 +193,27 @@ class TestPipeline:
             if self._pending is not None and self._sync:
                 self._settle()
         ihook = item.ihook
-        watchdog.begin(self.index, item, item_timeout(item, self.default_timeout), group.ranks)
+        timeout = item_timeout(item, self.default_timeout)
+        isolated = item.stash.get(ISOLATED, "") if self.isolation is not None else ""
+        if isolated:
+            assert self.isolation is not None
+            self.isolation.begin(group, self.index, timeout)
+        watchdog.begin(self.index, item, timeout + MARGIN if isolated else timeout, group.ranks)
         if root and self.sink is None:
             if self._pending is None:
                 self._start(ihook, item)
             else:  # logged by ``_settle``, after the previous test
                 self._logstart = (ihook, item)
         with self._held.hold(item.session) as subtests:
-            reports = runtestprotocol(item, nextitem=nextitem, log=False)
+            if isolated == "item":  # in a child of this rank's template (``isolate``)
+                assert self.isolation is not None
+                self._agree_on_body(item, PASSED, "")  # the children agree on the rest
+                reports, theirs = self.isolation.run(item, group, self.index, timeout)
+                subtests.extend(theirs)
+            else:
+                self.sticky.before(item)  # a poisoned rank skips, saying why
+                reports = runtestprotocol(item, nextitem=nextitem, log=False)
+                self.sticky.after(item, reports)
         if AGREED not in item.stash:  # the body never started here: agree anyway
             setup = reports[0]
             reason = setup.longrepr[2] if isinstance(setup.longrepr, tuple) else ""

@@ -30,7 +30,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "result (pytest-mpi's flag).",
     )
     for item in SETTINGS:
-        if item.default is False:
+        if item is settings.ISOLATE:  # the bare flag means "on"
+            group.addoption(item.option, nargs="?", const="on", default=None,
+                            dest=f"mpi_{item.name}", metavar="on|marked|off",
+                            help=f"{item.help} [env {item.envvar}, default "
+                            f"{item.default!r}]")
+        elif item.default is False:
             group.addoption(item.option, action="store_true", default=None,
                             dest=f"mpi_{item.name}",
                             help=f"{item.help} [env {item.envvar}]")
@@ -58,12 +63,34 @@ def pytest_load_initial_conftests(
             from ..safety import keeper
 
             keeper.start()
+        if _isolation(early_config, namespace) != "off":  # before MPI exists, as the keeper
+            from .isolate import template
+
+            template.fork()
+            if template.in_template():  # this process never starts MPI
+                return (yield)
         start(early_config, namespace)  # MPI_Init
         if keep:
             link = keeper.link()
             if link is not None:
                 link.hold_launcher_sockets()
+        _hand_output_to_template()
     return (yield)
+
+
+def _isolation(config: pytest.Config, namespace: Any) -> str:
+    try:
+        return str(setting(config, settings.ISOLATE, namespace))
+    except pytest.UsageError:
+        return "off"  # said once, by rank 0, when the session reads it again
+
+
+def _hand_output_to_template() -> None:
+    from .isolate import template
+
+    link = template.link()
+    if link is not None:
+        link.hand_output()  # after the redirection of ranks > 0
 
 
 def _with_mpi(namespace: Any) -> bool:
@@ -80,6 +107,13 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     # an --junitxml path on ranks > 0, and MPISession's own configure hooks
     # must take part in the normal (ordered) configure call.
     if _with_mpi(config.option):
+        from .isolate import template
+
+        if template.in_template():
+            config.pluginmanager.register(template.TemplatePlugin(config),
+                                          "mpidist-template")
+            config.pluginmanager.register(template.NoWorkers(), "mpidist-template-no-workers")
+            return
         from .session import MPISession
 
         config.pluginmanager.register(MPISession(config), "mpidist-session")
@@ -89,9 +123,10 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "mpi(min_size=1, ranks=None, timeout=None): a test for MPI; skipped without "
-        "--with-mpi, and when the world has fewer than min_size ranks; ranks=k (or a list) "
-        "runs it on a group of exactly k ranks; timeout overrides --mpi-timeout.",
+        "mpi(min_size=1, ranks=None, timeout=None, isolate=None): a test for MPI; skipped "
+        "without --with-mpi, and when the world has fewer than min_size ranks; ranks=k (or "
+        "a list) runs it on a group of exactly k ranks; timeout overrides --mpi-timeout; "
+        "isolate=True runs it in a fresh process on each rank (--mpi-isolate).",
     )
     config.addinivalue_line(
         "markers", "parallel(nprocs=1): mpi-pytest's spelling of mpi(ranks=nprocs).")

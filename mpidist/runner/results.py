@@ -22,7 +22,7 @@ import pytest
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
-__all__ = ["ABNORMAL", "AGREED", "CALL_MARKS", "COLLECTIVE_SKIP", "LEFT_EARLY", "PHASES",
+__all__ = ["ABNORMAL", "AGREED", "CALL_MARKS", "COLLECTIVE_SKIP", "DIED", "LEFT_EARLY", "PHASES",
            "ROOT_DECIDES", "SAT_OUT", "RankResult", "mark_call",
            "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
@@ -49,6 +49,9 @@ AGREED = pytest.StashKey[str]()
 #: on the merged call report of a test that ended the job (timeout,
 #: peer-failure, terminated): the journal records it, ``mpidist run`` resumes
 ABNORMAL = "mpi_abnormal"
+#: on the call report of a rank whose isolated test's process died or hung (it sent no
+#: reports): the merge leads the failure with it, the cause rather than its echoes
+DIED = "mpi_died"
 
 
 def mark_call(item: pytest.Item, reports: list[TestReport]) -> None:

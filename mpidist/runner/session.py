@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pytest
 
@@ -37,6 +37,9 @@ from .output import drain, start
 from .packing import Packer
 from .pipeline import TestPipeline
 from .replay import replay
+
+if TYPE_CHECKING:
+    from .isolate.rank import Isolation
 
 __all__ = ["MPISession"]
 
@@ -85,6 +88,7 @@ class MPISession:
         config.pluginmanager.register(self.collection, "mpidist-collection")
         self.pipeline = TestPipeline(config, group, self.watchdog, self.output, timeout)
         config.pluginmanager.register(self.pipeline, "mpidist-pipeline")
+        self.pipeline.isolation = self._isolation(config)
         self.packer = Packer(config, self.pipeline, self.watchdog,
                              setting(config, settings.PACK) == "on")
         config.pluginmanager.register(self.packer, "mpidist-packer")
@@ -93,6 +97,22 @@ class MPISession:
         if link is not None:  # what the keeper needs to tell rank 0 that this rank died
             link.contact(self.rank, self.world.describe(self.rank), self.world.master_addr,
                          rt.rendezvous.channel_port, rt.signer.secret())
+
+    def _isolation(self, config: pytest.Config) -> Isolation | None:
+        """What runs the isolated tests, when this rank forked a template."""
+        from .isolate import template
+
+        link = template.link()
+        if link is None:
+            return None
+        from .isolate.rank import Isolation
+
+        rt = runtime.current()
+        isolation = Isolation(config, link, setting(config, settings.ISOLATE), rt.world,
+                              rt.backend, setting(config, settings.STORE_TIMEOUT),
+                              setting(config, settings.PEER_GRACE) / 2)
+        config.pluginmanager.register(isolation, "mpidist-isolation")
+        return isolation
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -309,7 +309,7 @@ def _join_or_run(self: Any, fn: Callable[[], None]) -> Callable[[], None]:
 
 def _as_child(self: Any, fn: Callable[[], None]) -> None:
     try:
-        code = protocol.run_as_child(self)
+        code = protocol.run_as_child(self, fn)
     except BaseException:
         _gone_from_barriers()
         raise

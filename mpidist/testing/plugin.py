@@ -38,7 +38,10 @@ __all__: list[str] = []
 
 
 def _active(config: pytest.Config) -> bool:
-    return bool(config.getoption("with_mpi", False))
+    """Under ``--with-mpi`` in a rank (an isolation template has no MPI, no runtime)."""
+    from ..runner.isolate.template import in_template
+
+    return bool(config.getoption("with_mpi", False)) and not in_template()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -55,8 +58,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """A torch spawning class's ``world_size`` sizes its tests (``runner.sizes``)."""
     if not _active(config):
         return
+    from ..runner.isolate.rank import TORCH_CHILD
     from ..runner.sizes import TORCH_SIZE
-    from . import compat
+    from . import compat, forked
 
     sizes: dict[type, int | None] = {}
     for item in items:
@@ -69,6 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         size = sizes[cls]
         if size is not None:
             item.stash[TORCH_SIZE] = size  # a marker (mpi(ranks=), parallel) still wins
+            item.stash[TORCH_CHILD] = forked.runs_in_children(cls)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -76,7 +81,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
     if _active(item.config):
         from .. import runtime
-        from . import compat, memos, protocol
+        from . import compat, forked, memos, protocol
 
         compat.begin()
         cls = getattr(item, "cls", None)
@@ -84,9 +89,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
         if compat.is_spawning_class(cls):
             runtime.release_default_group()  # this world's or packed group's
             snapshot = protocol.Snapshot()  # what torch's child would not have seen
+            protocol.fork_with(forked.forker(item))  # None: the child's work runs here
             try:
                 return (yield)
             finally:
+                protocol.fork_with(None)
                 snapshot.restore()
         if compat.is_solo_torch_class(cls) and item.get_closest_marker("mpi") is None:
             # as in torch's runner's own process: no default group (``dist.is_initialized``

@@ -43,8 +43,8 @@ from ..bootstrap.store import launch_env
 from ..errors import UnsupportedCollective
 from . import backends
 
-__all__ = ["Snapshot", "child_running", "judge_exit", "run_as_child", "run_test",
-           "seed_like_torch", "skip_for_exit"]
+__all__ = ["ChildError", "Snapshot", "child_running", "fork_with", "judge_exit", "run_as_child",
+           "run_fresh", "run_test", "seed_like_torch", "skip_for_exit"]
 
 TORCH_MODULE = "torch.testing._internal.common_distributed"
 
@@ -140,26 +140,67 @@ def run_test(self: Any, test_name: str, parent_pipe: Any = None) -> None:
         destroy_groups()
 
 
-def run_as_child(self: Any) -> int:
-    """Run the test the way torch's child runs it: the class's ``_run`` with this
-    rank, the test's name and the agreed ``file_name``.
+#: runs torch's child protocol in a forked child instead (isolation; ``fork_with``)
+_fork: list[Callable[[dict[str, Any]], dict[str, Any]]] = []
 
-    Raises the body's exception or skip as the body raised it (and whatever
-    ``_run`` itself raises); returns the child's exit code otherwise. The process
-    group is gone after.
-    """
+
+class ChildError(Exception):
+    """The body failed in a forked child; the message is its traceback (torch's
+    parent reports a child's failure the same way: the text it sent)."""
+
+
+def fork_with(fork: Callable[[dict[str, Any]], dict[str, Any]] | None) -> None:
+    """Run the next ``run_as_child`` calls through ``fork`` (None: in this process).
+    ``fork`` takes ``run_fresh``'s arguments and returns ``code``, ``error``,
+    ``skip`` and ``died`` (``runner.isolate``)."""
+    _fork[:] = [fork] if fork is not None else []
+
+
+def run_fresh(cls: type, rank: int, name: str, file_name: str,
+              fake_pg: bool) -> tuple[int, _Child]:
+    """torch's child: the class's ``_run`` (a fresh instance, ``run_test``); its exit
+    code and what the body did. The process group is gone after."""
     child = _Child()
     _child.append(child)
-    name = self.id().rsplit(".", 1)[-1]
     code: int = 0
     try:
-        type(self)._run(self.rank, name, self.file_name, None,
-                        fake_pg=getattr(self, "fake_pg", False))
+        cls._run(rank, name, file_name, None, fake_pg=fake_pg)  # type: ignore[attr-defined]
     except SystemExit as exc:
         code = _exit_code(exc.code)
     finally:
         _child.pop()
         destroy_groups()
+    return code, child
+
+
+def run_as_child(self: Any, fn: Callable[[], None] | None = None) -> int:
+    """Run the test the way torch's child runs it: the class's ``_run`` with this
+    rank, the test's name and the agreed ``file_name`` -- here, or forked.
+
+    Raises the body's exception or skip as the body raised it (a forked body's as
+    ``ChildError`` with its traceback; a forked child that timed out, or rank 0's
+    that died without the exit code ``fn`` expects, as ``ChildError`` saying how),
+    and whatever ``_run`` itself raises; returns the child's exit code otherwise.
+    """
+    __tracebackhide__ = True  # the report shows the child's traceback, not this frame
+    name = self.id().rsplit(".", 1)[-1]
+    fake_pg = bool(getattr(self, "fake_pg", False))
+    if _fork:
+        answer = _fork[0]({"rank": self.rank, "name": name, "file_name": self.file_name,
+                           "fake_pg": fake_pg})
+        code = int(answer["code"])
+        expected = getattr(self, "special_return_code_checks", {}).get(fn, 0)
+        # torch's parent: a child that timed out fails the test; of the others' exit
+        # codes only the first process's counts (``judge_exit``)
+        if answer.get("ended") == "timeout" or (
+                answer.get("ended") == "died" and code != expected and self.rank == 0):
+            raise ChildError(answer["died"])
+        if answer.get("error") is not None:
+            raise ChildError(answer["error"])
+        if answer.get("skip") is not None:
+            raise unittest.SkipTest(answer["skip"])
+        return code
+    code, child = run_fresh(type(self), self.rank, name, self.file_name, fake_pg)
     if child.error is not None:
         raise child.error
     if child.skip is not None:

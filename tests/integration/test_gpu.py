@@ -36,3 +36,18 @@ def test_gpu_suite(job, n):
     assert "multicast" in skipped["test_requires_multicast_support_runs_only_with_multicast"]
     result.lines.fnmatch_lines(["*backend gloo, store *"])
     assert "test_multicast_and_efa_say_what_they_looked_at" not in skipped
+
+
+def test_sticky_cuda_error_is_said_and_skips_the_ranks_later_tests(job):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: a device-side assert needs one")
+    job.write("test_sticky.py", (RANK_SUITE.parent / "gpu_sticky.py").read_text())
+    result = job.run(1, "-rA", "--mpi-backend", "gloo", timeout=300)
+    assert result.returncode == 1, result.stdout[-3000:]
+    cases = result.testcases()
+    assert cases["test_1_device_side_assert"].find("failure") is not None
+    skipped = cases["test_2_next_gpu_test"].find("skipped")
+    assert skipped is not None and "CUDA context was poisoned by" in skipped.get("message", "")
+    assert not list(cases["test_3_isolated_gpu_test"]), result.stdout[-3000:]  # passed
+    result.lines.fnmatch_lines(["*CUDA context was poisoned by *test_1_device_side_assert*"
+                                "(device-side assert triggered)*"])
