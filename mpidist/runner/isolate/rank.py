@@ -125,6 +125,8 @@ class Isolation:
         self.store_timeout = store_timeout
         self.grace = grace
         self._store: Any = None
+        if mode == "on":  # every test will be isolated: the template collects meanwhile
+            template.collect(True)
         self._current: tuple[Group, int, float] = (None, 0, 0.0)  # type: ignore[assignment]
 
     @pytest.hookimpl(trylast=True)
@@ -135,7 +137,8 @@ class Isolation:
             if how:
                 item.stash[ISOLATED] = how
                 any_isolated = True
-        self.template.collect(any_isolated and not self.config.option.collectonly)
+        if not self.template.serving:  # (``on``: told at once)
+            self.template.collect(any_isolated and not self.config.option.collectonly)
 
     def pytest_unconfigure(self) -> None:
         self.template.close()
