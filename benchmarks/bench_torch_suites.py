@@ -61,21 +61,9 @@ class TestDistBackendWithSpawn(TestDistBackend, DistributedTest._DistTestBase):
         self._spawn_processes()
         torch.backends.cudnn.flags(enabled=True, allow_tf32=False).__enter__()
 ''',
-    # torch/test/distributed/rpc/test_tensorpipe_agent.py: RPC, dist autograd, dist
-    # optimizer, remote module, DDP under dist autograd (world_size 4, CPU)
-    "rpc": '''
-from torch.testing._internal.distributed.rpc.tensorpipe_rpc_agent_test_fixture import (
-    TensorPipeRpcAgentTestFixture,
-)
-from torch.testing._internal.distributed.rpc_utils import (
-    GENERIC_TESTS,
-    TENSORPIPE_TESTS,
-    generate_tests,
-)
-
-globals().update(generate_tests("TensorPipe", TensorPipeRpcAgentTestFixture,
-                                GENERIC_TESTS + TENSORPIPE_TESTS, __name__))
-''',
+    # torch/test/distributed/rpc/test_tensorpipe_agent.py (one file with mpidist's tests)
+    "rpc": (Path(__file__).resolve().parents[1] / "tests" / "ranks"
+            / "torch_rpc_tensorpipe.py").read_text(),
 }
 
 #: ``distributed`` pinned to one world size, for several sizes in one job (``--together``):
@@ -167,7 +155,8 @@ def one(suite: str, backend: str, world_size: int, select: list[str], torch_too:
     ours = workdir / "mpidist.xml"
     figures["mpidist_s"] = run(
         [*mpirun(world_size), sys.executable, *pytest, "--with-mpi",
-         *(["--mpi-isolate"] if isolate else []), f"--junitxml={ours}"], workdir, suite_env(backend, world_size, workdir / "m"),
+         *(["--mpi-isolate"] if isolate else []), f"--junitxml={ours}"], workdir,
+        suite_env(backend, world_size, workdir / "m"),
         keep / f"{tag}-mpidist.log")
     figures["mpidist"] = outcomes(ours) if ours.exists() else {}
     if torch_too:

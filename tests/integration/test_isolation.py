@@ -120,3 +120,22 @@ def test_torch_class_forked_children_give_torchs_outcomes(torch_runs):
     assert outcomes(ours) == {k: [v] for k, v in expected.items()}, ours.stdout[-3000:]
     ours.lines.fnmatch_lines(["*ChildError: Traceback (most recent call last):*",
                               "*AssertionError: Scalars are not equal!*"])
+
+
+RPC_TESTS = ("test_rref_context_debug_info", "test_rref_leak", "test_local_rref_no_fork",
+             "test_rref_str")
+
+
+def test_torchs_rpc_tests_pass_with_isolation(make_job):
+    """torch's TensorPipe RPC tests (world size 4) leave the RPC agent and RRef state
+    in the process; with each test's children forked fresh they pass, as under torch's
+    runner (without isolation, test_rref_context_debug_info waits for RRef state an
+    earlier test left)."""
+    pytest.importorskip("expecttest", reason="torch's testing modules need expecttest")
+    job = make_job("isolated_rpc")
+    job.write("test_rpc.py", (RANKS / "torch_rpc_tensorpipe.py").read_text())
+    result = job.run(4, "-p", "no:randomly", "--mpi-isolate", "-rfE",
+                     "-k", "TensorPipeRpcTest and (" + " or ".join(RPC_TESTS) + ")",
+                     timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert outcomes(result) == {name: ["passed"] for name in RPC_TESTS}

@@ -34,7 +34,6 @@ import pytest
 from _pytest.runner import runtestprotocol
 
 from ..held import Held
-from .process import die_with
 
 __all__ = ["STOPPED", "STOPPED_EXIT", "Connections", "body_verdict", "main", "resolve"]
 
@@ -189,10 +188,10 @@ def main(item: pytest.Item, request: dict[str, Any], connections: Connections,
          entry: Callable[[pytest.Item, dict[str, Any]], Any] | None, write_fd: int,
          crash: IO[bytes]) -> None:
     """Run ``item`` here (or ``entry``, the request's) and write what it gave to
-    ``write_fd``; never returns."""
+    ``write_fd``; never returns. (The template has already tied this process's life
+    to its own.)"""
     from ... import runtime
 
-    die_with(os.getppid())
     signal.signal(signal.SIGINT, signal.default_int_handler)
     faulthandler.enable(file=crash, all_threads=True)
     faulthandler.dump_traceback_later(request["timeout"], exit=True, file=crash)

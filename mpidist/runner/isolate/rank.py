@@ -127,7 +127,7 @@ class Isolation:
         self._store: Any = None
         if mode == "on":  # every test will be isolated: the template collects meanwhile
             template.collect(True)
-        self._current: tuple[Group, int, float] = (None, 0, 0.0)  # type: ignore[assignment]
+        self._current: tuple[Group, int, float] | None = None  # the test in flight
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -151,7 +151,7 @@ class Isolation:
                  backend: str | None) -> dict[str, Any]:
         digest = hashlib.sha1(item.nodeid.encode(), usedforsecurity=False).hexdigest()[:12]
         env = dict(os.environ)
-        env.update(RANK=str(group.rank), WORLD_SIZE=str(group.size))
+        env.update(RANK=str(group.rank), WORLD_SIZE=str(group.size))  # the child's group
         world = self.world
         return {
             "nodeid": item.nodeid,
@@ -185,8 +185,10 @@ class Isolation:
         body's traceback), ``skip`` (its reason) and ``died`` (how the child ended
         without answering, with its output and stacks), each None if not so, and
         ``ended`` (``describe_end``'s word, "" when it answered)."""
+        assert self._current is not None, "begin() names the test first"
         group, index, timeout = self._current
         request = {**self._request(item, group, index, timeout, None), **call}
+        request["env"] = dict(os.environ)  # torch's RANK and WORLD_SIZE, as setUp set them
         answer = self._ask(request)
         result = answer.get("result")
         if result is not None:

@@ -69,11 +69,13 @@ class TemplateLink:
         return answer
 
     def close(self) -> None:
+        """Tell the template to exit; not waited for (it may be collecting still: it
+        exits when it next reads, or with this process)."""
         with contextlib.suppress(OSError):
             send(self.sock, {"op": "exit"})
         self.sock.close()
         with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(self.pid, 0)
+            os.waitpid(self.pid, os.WNOHANG)
 
 
 _LINK: TemplateLink | None = None
@@ -211,9 +213,11 @@ def run_child(item: pytest.Item, request: dict[str, Any], connections: Any,
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    template = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
+            die_with(template)
             os.close(read_fd)
             self_sock = _SOCK
             if self_sock is not None:
