@@ -6,9 +6,10 @@ some providers break), and a process that has started a process group carries
 gloo's or NCCL's threads into the child. So each rank forks its template in
 ``pytest_load_initial_conftests``, right after the keeper and before
 ``MPI_Init`` -- the process then holds pytest and its plugins only. The template
-runs pytest on, without MPI (``in_template``: no ``MPISession``), and waits, as
-a lazy process, until its rank says whether any test is isolated: only then does
-it collect (importing torch and the test modules once) and serve; else it exits.
+runs pytest on, without MPI (``in_template``: no ``MPISession``) -- but first it
+waits, before any of pytest's start-up, until its rank says whether any test is
+isolated: only then does it go on, collect (importing torch and the test modules
+once) and serve; else it exits, having cost a fork and nothing else.
 
 The template keeps nothing of the launcher's: the sockets and pipes it inherited
 (the PMI connection, the keeper's link) are pointed at ``/dev/null``, its stdout
@@ -118,6 +119,9 @@ def fork() -> None:
     os.dup2(fds[1], 2)
     os.close(fds[0])
     os.close(fds[1])
+    message, _ = receive(template_end)  # here, before pytest's start-up: a run with no
+    if message is None or message.get("op") != "collect":  # isolated test costs a fork
+        os._exit(0)
     # torch.cuda.is_available() at collection must not initialise CUDA: a forked
     # child of a process that did cannot use it
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
@@ -149,7 +153,7 @@ class NoWorkers:
 
 
 class TemplatePlugin:
-    """The template's pytest: quiet, collects when told, then serves its rank."""
+    """The template's pytest: quiet; after collection it serves its rank."""
 
     def __init__(self, config: pytest.Config) -> None:
         assert _SOCK is not None
@@ -165,12 +169,6 @@ class TemplatePlugin:
         cache = getattr(config, "cache", None)
         if cache is not None:  # rank 0's process owns --lf/--nf state
             cache.set = lambda key, value: None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection(self, session: pytest.Session) -> None:
-        message, _ = receive(self.sock)
-        if message is None or message.get("op") != "collect":
-            os._exit(0)  # no test is isolated, or the rank is gone
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
