@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -48,13 +47,13 @@ from typing import Any
 from ..bootstrap.channel import ChannelClient, ChannelError
 from ..bootstrap.settings import launcher_task
 from ..bootstrap.signing import SealedStore, Signer
+from .signals import die_with
 
 __all__ = ["DIED", "REPORTED", "died_how", "link", "mark_done", "start"]
 
 DIED = "mpidist/wd/died"  # "<rank>" of the last death; died/<rank>: how it died
 REPORTED = "mpidist/wd/reported"  # rank 0 has written the report of a death
 _FORWARD = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCONT")
-_PR_SET_PDEATHSIG = 1
 
 
 class Link:
@@ -152,13 +151,7 @@ def _die_with(keeper: int) -> None:
     SIGTERM path (``safety.signals``) reports and exits within a bounded time."""
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != keeper:  # it died before prctl took effect
-        os._exit(128 + int(signal.SIGTERM))
+    die_with(keeper, signal.SIGTERM, 128 + int(signal.SIGTERM))
 
 
 def _keep(child: int, sock: socket.socket) -> None:

@@ -11,13 +11,17 @@ or the job is aborted; Slurm at its time limit or on scancel).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import faulthandler
 import os
 import signal
 import threading
 from typing import Callable
 
-__all__ = ["HARD_LIMIT", "on_sigterm"]
+__all__ = ["HARD_LIMIT", "die_with", "on_sigterm"]
+
+_PR_SET_PDEATHSIG = 1
 
 HARD_LIMIT = 60.0  # seconds from SIGTERM to the end of the process, report or not
 
@@ -43,3 +47,14 @@ def on_sigterm(callback: Callable[[], None]) -> None:
                 return
 
     threading.Thread(target=wait, name="mpidist-sigterm", daemon=True).start()
+
+
+def die_with(parent: int, signum: int, exit_code: int) -> None:
+    """Ask the kernel for ``signum`` when ``parent`` (the process that just forked this
+    one) dies, and exit with ``exit_code`` at once if it died before the request took
+    effect. For forks that must not outlive their parent: the keeper's child, the
+    isolation template and its test children."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(exit_code)

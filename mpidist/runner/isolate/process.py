@@ -1,30 +1,15 @@
-"""What a process forked for isolation does first: die with its parent, and let go of
-the connections it inherited.
+"""What the isolation template does first: let go of the connections it inherited.
 
-Kept apart so that the template and the test's child (which import each other's
-work only one way) share it.
+(Dying with its parent is ``safety.signals.die_with``, shared with the keeper.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import stat
 
-__all__ = ["die_with", "drop_inherited"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with(parent: int) -> None:
-    """SIGKILL when ``parent`` dies (and at once if it already has)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL),
-                                                0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(0)
+__all__ = ["drop_inherited"]
 
 
 def drop_inherited(keep: int) -> None:

@@ -194,9 +194,9 @@ class Isolation:
         if result is not None:
             value = {**result["value"], "died": None, "ended": ""}
         else:
-            status = int(answer.get("status", 1)) or 1
-            value = {"code": status, "error": None, "skip": None, "died": self._death(answer),
-                     "ended": describe_end(status, answer.get("crash", ""))[1]}
+            text, how = self._death(answer)
+            value = {"code": int(answer.get("status", 1)) or 1, "error": None, "skip": None,
+                     "died": text, "ended": how}
         if value["died"] is not None or value.get("error") is not None:
             self._announce(request["prefix"], group.rank)
         return value
@@ -209,19 +209,21 @@ class Isolation:
             return ([hook(config=self.config, data=d) for d in result["reports"]],
                     [hook(config=self.config, data=d) for d in result["subtests"]])
         # an ordinary failure: the job goes on (``abnormal`` is for a test that ended it)
-        reports = failed_reports(item.nodeid, item.location, self._death(answer))
-        if describe_end(int(answer.get("status", 0)), answer.get("crash", ""))[1] != "stopped":
+        text, how = self._death(answer)
+        reports = failed_reports(item.nodeid, item.location, text)
+        if how != "stopped":
             setattr(reports[1], DIED, True)  # the cause: the merge puts it first
         return reports, []
 
     @staticmethod
-    def _death(answer: dict[str, Any]) -> str:
+    def _death(answer: dict[str, Any]) -> tuple[str, str]:
         """How a child that sent nothing ended: its output, its stacks, and a last
-        line (the one the short summary and JUnit show) that says how."""
+        line (the one the short summary and JUnit show) that says how; and
+        ``describe_end``'s word for it ("died" when the template could not run it)."""
         if answer.get("error"):
-            words = answer["error"]
+            words, how = answer["error"], "died"
         else:
-            words, _ = describe_end(int(answer["status"]), answer.get("crash", ""))
+            words, how = describe_end(int(answer["status"]), answer.get("crash", ""))
             words = f"the test's process (pid {answer.get('pid')}) {words}"
         text = []
         for title, key in (("stdout", "out"), ("stderr", "err"), ("stacks", "crash")):
@@ -229,7 +231,7 @@ class Isolation:
                 shown = str(answer[key]) if key != "crash" else trim_stacks(answer[key])
                 text += [f"----- {title} -----", shown.rstrip()]
         text.append(f"mpidist: {words}")
-        return "\n".join(text)
+        return "\n".join(text), how
 
     def _announce(self, prefix: str, rank: int) -> None:
         """``<prefix>/ended`` on the store: the other ranks' children stop waiting."""

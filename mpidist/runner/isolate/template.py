@@ -33,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from .process import die_with, drop_inherited
+from ...safety.signals import die_with
+from .process import drop_inherited
 from .wire import receive, send
 
 __all__ = ["NoWorkers", "TemplateLink", "TemplatePlugin", "fork", "in_template", "link"]
@@ -109,7 +110,7 @@ def fork() -> None:
         _LINK = TemplateLink(pid, rank_end)
         return
     rank_end.close()
-    die_with(parent)
+    die_with(parent, signal.SIGKILL, 0)
     drop_inherited(template_end.fileno())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     message, fds = receive(template_end, with_fds=2)
@@ -215,7 +216,7 @@ def run_child(item: pytest.Item, request: dict[str, Any], connections: Any,
     pid = os.fork()
     if pid == 0:
         try:
-            die_with(template)
+            die_with(template, signal.SIGKILL, 0)
             os.close(read_fd)
             self_sock = _SOCK
             if self_sock is not None:
