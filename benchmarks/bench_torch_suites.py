@@ -112,16 +112,27 @@ class TestDistBackendWithSpawn(_dt.TestDistBackend, _dt.DistributedTest._DistTes
 
 def outcomes(junit: Path, by_module: bool = False) -> dict[str, str]:
     """Test name -> passed / failed / skipped, from a JUnit file (``by_module``: the key
-    is ``module::name``, for a job that runs one suite from several modules)."""
-    found: dict[str, str] = {}
+    is ``module::name``, for a job that runs one suite from several modules). A name that
+    more than one class has (the rpc suite's agents share test names) is keyed
+    ``Class::name``, so that no outcome hides another."""
+    cases: list[tuple[str, str, str]] = []
     for case in ET.parse(junit).getroot().iter("testcase"):
         kinds = {child.tag for child in case}
         outcome = ("failed" if kinds & {"failure", "error"} else
                    "skipped" if "skipped" in kinds else "passed")
-        name = case.get("name", "")
+        cases.append((case.get("classname", ""), case.get("name", ""), outcome))
+    classes: dict[str, set[str]] = {}
+    for classname, name, _ in cases:
+        classes.setdefault(name, set()).add(classname)
+    found: dict[str, str] = {}
+    for classname, name, outcome in cases:
         if by_module:
-            name = f"{case.get('classname', '').split('.')[0]}::{name}"
-        found[name] = outcome
+            key = f"{classname.split('.')[0]}::{name}"
+        elif len(classes[name]) > 1:
+            key = f"{classname.split('.')[-1]}::{name}"
+        else:
+            key = name
+        found[key] = outcome
     return found
 
 

@@ -120,7 +120,8 @@ class DebugLevelTest(_Spawning):
 
 
 class NodeLocalTest(_Spawning):
-    """torch's runner's children have no LOCAL_RANK (torchrun's agent sets it)."""
+    """torch's runner's children have no LOCAL_RANK (torchrun's agent sets it) and no
+    RANK (the rank is the class's ``self.rank``); WORLD_SIZE is the class's."""
 
     n_ranks = 4
 
@@ -128,7 +129,10 @@ class NodeLocalTest(_Spawning):
         self.assertNotIn("LOCAL_RANK", os.environ)
         with self.assertRaisesRegex(RuntimeError, "LOCAL_RANK"):
             dist.get_node_local_rank()
-        self.assertEqual(os.environ["RANK"], str(self.rank))
+        self.assertNotIn("RANK", os.environ)
+        self.assertEqual(os.environ["WORLD_SIZE"], str(self.world_size))
+        with self.assertRaisesRegex(ValueError, "environment variable RANK expected"):
+            dist.init_process_group("gloo", init_method="env://")
 
 
 if __name__ == "__main__":
