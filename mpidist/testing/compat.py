@@ -246,11 +246,8 @@ def _spawn_processes(self: Any) -> None:
         os.remove(old)
     self.rank = rank
     self.file_name = shared_file("file")
-    os.environ["WORLD_SIZE"] = str(world_size)
-    # RANK and the node's variables as the launcher set them (under mpirun: none), as in
-    # torch's runner's children: torch's RPC test_dynamic_rpc_init_rpc_without_rank
-    # expects env:// to fail for want of RANK. MASTER_*: env:// joins our store.
-    protocol.launch_environment((*protocol.NODE_LOCAL, "RANK"))
+    os.environ["WORLD_SIZE"] = str(world_size)  # MASTER_*: ours; RANK, as torch's children:
+    protocol.launch_environment((*protocol.NODE_LOCAL, "RANK"))  # the launcher's (none)
     # the testing plugin's Snapshot puts the world's back after the test
     _share_temp_dir()
 
