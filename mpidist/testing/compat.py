@@ -246,8 +246,8 @@ def _spawn_processes(self: Any) -> None:
         os.remove(old)
     self.rank = rank
     self.file_name = shared_file("file")
-    os.environ["WORLD_SIZE"] = str(world_size)  # MASTER_*: ours; RANK, as torch's children:
-    protocol.launch_environment((*protocol.NODE_LOCAL, "RANK"))  # the launcher's (none)
+    os.environ["WORLD_SIZE"] = str(world_size)
+    protocol.launch_environment(protocol.TORCH_CHILD_LACKS)  # MASTER_*: env:// joins our store
     # the testing plugin's Snapshot puts the world's back after the test
     _share_temp_dir()
 

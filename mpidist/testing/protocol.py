@@ -236,9 +236,10 @@ _BACKEND_FLAGS = (
 )
 
 
-#: torchrun's variables of a node's agent, which a child of torch's runner never has
-NODE_LOCAL = ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
-              "ROLE_RANK", "ROLE_WORLD_SIZE", "NODE_RANK")
+#: torchrun's variables that a child of torch's runner never has: RANK (its rank is the
+#: class's ``self.rank``) and those of a node's agent
+TORCH_CHILD_LACKS = ("RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                     "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_WORLD_SIZE", "NODE_RANK")
 
 
 def launch_environment(names: tuple[str, ...] | None = None) -> None:
