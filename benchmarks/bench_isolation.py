@@ -9,7 +9,8 @@ its ``FileStore``, does an ``all_reduce`` and checks it), at 4 ranks, run by
 * torch's own runner (``python -m pytest``: 4 spawned processes per test);
 
 then the same suite with one test that segfaults on rank 0, under both of mpidist's
-modes: what the report and the JUnit file keep.
+modes: what the report and the JUnit file keep. Each run's CPU-s is the whole machine's
+busy time over it (``/proc/stat``): on a quiet box, what the run cost in CPU.
 
 Usage:
   python benchmarks/bench_isolation.py [--tests 200] [--ranks 4] [--crash-at 100]
@@ -85,11 +86,23 @@ def junit(path: Path) -> tuple[int, int, Counter[str]]:
     return len(cases), len({(c.get("classname"), c.get("name")) for c in cases}), outcomes
 
 
-def run(cmd: list[str], cwd: Path, extra: dict[str, str]) -> tuple[float, int]:
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (``/proc/stat``: user, nice, system,
+    irq, softirq), in seconds: a run's ranks, templates and short-lived children,
+    which no ``getrusage`` of ours sees whole. On a quiet box, the run's CPU cost."""
+    with open("/proc/stat") as stat:
+        fields = stat.readline().split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def run(cmd: list[str], cwd: Path, extra: dict[str, str]) -> tuple[float, int, float]:
+    """(wall seconds, exit code, busy CPU-seconds of the machine) of one run."""
+    cpu = busy_cpu_seconds()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env={**env(), **extra}, capture_output=True,
                           text=True, timeout=3600)
-    return time.perf_counter() - start, proc.returncode
+    return time.perf_counter() - start, proc.returncode, busy_cpu_seconds() - cpu
 
 
 def main() -> int:
@@ -114,11 +127,11 @@ def main() -> int:
         runs.append((TORCH, py))
     for name, cmd in runs:
         xml = work / f"{len(rows)}.xml"
-        seconds, code = run([*cmd, f"--junitxml={xml}"], work, {})
+        seconds, code, cpu = run([*cmd, f"--junitxml={xml}"], work, {})
         cases, names, outcomes = junit(xml)
         rows[name] = seconds
-        print(f"  {name:24} {seconds:8.1f} s  exit {code}  {cases} testcases, "
-              f"{outcomes['passed']} passed, {outcomes['failed']} failed")
+        print(f"  {name:24} {seconds:8.1f} s  {cpu:6.1f} CPU-s  exit {code}  {cases} "
+              f"testcases, {outcomes['passed']} passed, {outcomes['failed']} failed")
     persistent, isolated = rows["mpidist persistent"], rows["mpidist --mpi-isolate"]
     print(f"  --mpi-isolate / persistent: {isolated / persistent:.2f}x")
     if TORCH in rows:
@@ -126,8 +139,8 @@ def main() -> int:
     print(f"one test (test_{args.crash_at:03d}) segfaults on rank 0:")
     for number, (name, cmd) in enumerate(runs[:2]):
         xml = work / f"crash-{number}.xml"
-        seconds, code = run([*cmd, f"--junitxml={xml}"], work,
-                            {"BENCH_CRASH_AT": str(args.crash_at)})
+        seconds, code, _ = run([*cmd, f"--junitxml={xml}"], work,
+                               {"BENCH_CRASH_AT": str(args.crash_at)})
         cases, names, outcomes = junit(xml)
         print(f"  {name:24} {seconds:8.1f} s  exit {code}  {cases} testcases "
               f"({names} distinct) of {args.tests}: {outcomes['passed']} passed, "

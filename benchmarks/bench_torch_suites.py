@@ -15,7 +15,7 @@ directory, ``INIT_METHOD``); ``rpc`` as test/distributed/rpc/test_tensorpipe_age
 Usage:
   python benchmarks/bench_torch_suites.py [--suites distributed,rpc] [--world-sizes 2,4]
         [--backends gloo,mpi] [-k EXPR] [--write-table DIR] [--against DIR] [--mpidist-only]
-        [--isolate]
+        [--isolate] [--only IDS]
   python benchmarks/bench_torch_suites.py --world-sizes 2,4 --together 8 [--against DIR]
   python benchmarks/bench_torch_suites.py --file PATH [--file PATH ...] [--ranks W]
         [--torch-runs 2] [-k EXPR] [--write-table DIR] [--against DIR] [--commit SHA]
@@ -25,6 +25,11 @@ Usage:
 largest world size its classes ask for): see ``_torch_files``. With both ``--against`` and
 ``--write-table`` (on the same folder) torch's side of a file's table is kept as it was
 measured and mpidist's side is renewed.
+
+``--only IDS`` runs just the node ids listed in the file IDS, one per line, as pytest's
+``--collect-only -q`` prints them (``test_rpc.py::Class::test``), on both sides: to finish
+a comparison whose torch side was cut short (torch's runner takes about an hour for the
+rpc suite on 2 cores) without running again what it already ran.
 
 ``--together`` runs the distributed suite at each world size in ONE mpidist job (a module
 per size, each importing its own copy of torch's module with WORLD_SIZE set, the class's
@@ -153,12 +158,14 @@ def run(cmd: list[str], workdir: Path, extra: dict[str, str], log: Path) -> floa
 
 
 def one(suite: str, backend: str, world_size: int, select: list[str], torch_too: bool,
-        keep: Path, isolate: bool = False) -> dict[str, object]:
-    """Run one configuration; return its figures and both outcome maps."""
+        keep: Path, isolate: bool = False, only: list[str] | None = None) -> dict[str, object]:
+    """Run one configuration (all of the suite, or the node ids ``only``); return its
+    figures and both outcome maps."""
     workdir = Path(tempfile.mkdtemp(prefix=f"torch-{suite}-{backend}-{world_size}-"))
     (workdir / f"test_{suite}.py").write_text(SUITES[suite])
     (workdir / "pytest.ini").write_text("[pytest]\n")
-    pytest = ["-m", "pytest", f"test_{suite}.py", "-q", "-p", "no:randomly",
+    targets = only or [f"test_{suite}.py"]
+    pytest = ["-m", "pytest", *targets, "-q", "-p", "no:randomly",
               "-p", "no:cacheprovider", *select]
     figures: dict[str, object] = {"suite": suite, "backend": backend,
                                   "world_size": world_size}
@@ -233,6 +240,8 @@ def main() -> int:
     parser.add_argument("--isolate", action="store_true",
                         help="run mpidist's side with --mpi-isolate (each torch child "
                         "forked from a warm template: the rpc suite needs it)")
+    parser.add_argument("--only", type=Path, metavar="IDS",
+                        help="run only the node ids listed in this file, on both sides")
     parser.add_argument("--logs", type=Path, default=Path("results/torch-suites"))
     parser.add_argument("--file", type=Path, action="append", default=[],
                         help="a torch-style test file (repeat for more); its folder's "
@@ -261,6 +270,10 @@ def main() -> int:
 
     args.logs.mkdir(parents=True, exist_ok=True)
     select = ["-k", args.select] if args.select else []
+    only = ([line.strip() for line in args.only.read_text().splitlines() if line.strip()]
+            if args.only else None)
+    if only is not None and not only:
+        parser.error(f"--only {args.only}: no node ids in it")
     print(f"torch {torch.__version__}; logs in {args.logs}")
     print(f"{'suite':12} {'backend':7} {'ws':>2} {'torch p/f/s':>12} {'mpidist p/f/s':>14} "
           f"{'agree':>9} {'torch s':>8} {'mpidist s':>9} {'ratio':>6}")
@@ -272,7 +285,8 @@ def main() -> int:
             for ws in (int(w) for w in args.world_sizes.split(",")):
                 name = f"{suite}-{backend}-ws{ws}.json"
                 torch_too = args.against is None and not args.mpidist_only
-                fig = one(suite, backend, ws, select, torch_too, args.logs, args.isolate)
+                fig = one(suite, backend, ws, select, torch_too, args.logs, args.isolate,
+                          only)
                 ours = fig["mpidist"]
                 assert isinstance(ours, dict)
                 if args.mpidist_only:

@@ -20,6 +20,8 @@ EXPECTED = {
     "test_g_leaves_state": "passed", "test_h_fresh_state": "passed",
     "test_i_packed": "passed", "test_j_in_the_rank": "passed",
     "test_k_no_mpi_here": "error", "test_l_last": "passed",
+    **{f"test_m_many[{i}]": "passed" for i in range(24)},
+    "test_n_segfault_late": "failed", "test_o_after_late_crash": "passed",
 }
 
 
@@ -47,7 +49,7 @@ def test_every_test_once_and_the_next_one_runs(isolated_run):
     found = outcomes(isolated_run)
     assert found == {name: [outcome] for name, outcome in EXPECTED.items()}, \
         isolated_run.stdout[-3000:]
-    isolated_run.lines.fnmatch_lines(["*4 failed, 7 passed, 1 error in*"])
+    isolated_run.lines.fnmatch_lines(["*5 failed, 32 passed, 1 error in*"])
 
 
 def test_a_crash_names_rank_host_signal_and_output(isolated_run):
@@ -68,6 +70,16 @@ def test_a_crash_names_rank_host_signal_and_output(isolated_run):
         "*_ test_d_exit _*",
         "[[]rank 0/4 (host *)[]]",
         "mpidist: the test's process (pid *) exited with code 3 before it reported",
+    ])
+    # after the template's memory went to huge pages (its 32nd child): the same
+    isolated_run.lines.fnmatch_lines([
+        "*_ test_n_segfault_late _*",
+        "[[]rank 0/4 (host *)[]]",
+        "----- stdout -----",
+        "crashing late on rank 0",
+        "----- stacks -----",
+        "Fatal Python error: Segmentation fault",
+        "mpidist: the test's process (pid *) was killed by signal 11 (SIGSEGV)",
     ])
 
 

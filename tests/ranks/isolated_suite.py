@@ -78,3 +78,27 @@ def test_k_no_mpi_here(mpi_comm):
 
 def test_l_last():
     assert _sum() == dist.get_world_size()
+
+
+@pytest.mark.parametrize("i", range(24))
+def test_m_many(i):
+    """Enough tests that the template backs its memory with huge pages
+    (``template._COLLAPSE_AT`` children) before the ones below are forked."""
+    assert _sum() == dist.get_world_size()
+
+
+def test_n_segfault_late():
+    print(f"crashing late on rank {dist.get_rank()}")
+    if dist.get_rank() == 0:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    _sum()
+
+
+def test_o_after_late_crash():
+    assert _sum() == dist.get_world_size()
+    from mpidist.runner.isolate.process import collapsible
+
+    if collapsible():  # the template, this process's parent, did at its 32nd child
+        with open(f"/proc/{os.getppid()}/smaps_rollup") as f:
+            huge_kb = int(f.read().split("AnonHugePages:")[1].split()[0])
+        assert huge_kb > 0, "the template's memory is not in huge pages"
