@@ -96,9 +96,7 @@ def test_n_segfault_late():
 
 def test_o_after_late_crash():
     assert _sum() == dist.get_world_size()
-    from mpidist.runner.isolate.process import collapsible
+    from mpidist.runner.isolate.process import collapsible, huge_page_mib
 
     if collapsible():  # the template, this process's parent, did at its 32nd child
-        with open(f"/proc/{os.getppid()}/smaps_rollup") as f:
-            huge_kb = int(f.read().split("AnonHugePages:")[1].split()[0])
-        assert huge_kb > 0, "the template's memory is not in huge pages"
+        assert huge_page_mib(os.getppid()) > 0, "the template's memory is not in huge pages"

@@ -12,6 +12,7 @@ import pytest
 from mpidist.bootstrap import settings
 from mpidist.bootstrap.settings import setting
 from mpidist.runner.isolate.child import STOPPED, body_verdict
+from mpidist.runner.isolate.process import collapsible
 from mpidist.runner.isolate.rank import (
     TORCH_CHILD,
     describe_end,
@@ -120,8 +121,6 @@ def test_collapse_to_huge_pages_backs_the_heap_with_huge_pages():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     mib = int(out.split()[-1])
-    from mpidist.runner.isolate.process import collapsible
-
     if collapsible():
         assert mib >= 32, f"only {mib} MiB of a 64 MiB heap in huge pages"
     else:

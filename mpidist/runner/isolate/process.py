@@ -1,5 +1,5 @@
 """What the isolation template does to itself: let go of the connections it inherited
-(first), and back its memory with huge pages (once collected, before its first child).
+(first), and back its memory with huge pages (once collected, at its 32nd child).
 
 (Dying with its parent is ``safety.signals.die_with``, shared with the keeper.)
 """
@@ -11,7 +11,7 @@ import ctypes
 import os
 import stat
 
-__all__ = ["collapse_to_huge_pages", "collapsible", "drop_inherited"]
+__all__ = ["collapse_to_huge_pages", "collapsible", "drop_inherited", "huge_page_mib"]
 
 _MADV_COLLAPSE = 25  #: Linux 6.1's madvise(2) advice: make this range huge pages now
 _HUGE = 2 << 20
@@ -45,7 +45,7 @@ def collapse_to_huge_pages() -> int:
     if not collapsible():
         return 0
     try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise = ctypes.CDLL(None).madvise
     except (OSError, AttributeError):
         return 0
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
@@ -56,14 +56,14 @@ def collapse_to_huge_pages() -> int:
         return 0
     for line in lines:
         fields = line.split()
-        if not fields[1].startswith("rw-p") or (len(fields) > 5 and fields[5] != "[heap]"):
+        if fields[1] != "rw-p" or (len(fields) > 5 and fields[5] != "[heap]"):
             continue
         start, end = (int(x, 16) for x in fields[0].split("-"))
         start = -(-start // _HUGE) * _HUGE
         end = end // _HUGE * _HUGE
         if end > start:
             madvise(start, end - start, _MADV_COLLAPSE)
-    return _anon_huge_mib()
+    return huge_page_mib()
 
 
 def collapsible() -> bool:
@@ -79,9 +79,9 @@ def collapsible() -> bool:
     return (major, minor) >= (6, 1)
 
 
-def _anon_huge_mib() -> int:
-    """The MiB of this process's anonymous memory in huge pages (0 if unknown)."""
+def huge_page_mib(pid: int | str = "self") -> int:
+    """The MiB of a process's anonymous memory in huge pages (0 if unknown)."""
     with contextlib.suppress(OSError, IndexError, ValueError), \
-            open("/proc/self/smaps_rollup") as rollup:
+            open(f"/proc/{pid}/smaps_rollup") as rollup:
         return int(rollup.read().split("AnonHugePages:")[1].split()[0]) // 1024
     return 0

@@ -187,13 +187,13 @@ class TemplatePlugin:
         # page of it (seen: a third of a child's time on 2 cores).
         gc.collect()
         gc.freeze()
-        forks = 0
+        served = 0
         while True:
             message, _ = receive(self.sock)
             if message is None or message.get("op") != "run":
                 os._exit(0)
-            forks += 1
-            if forks == _COLLAPSE_AT:
+            served += 1
+            if served == _COLLAPSE_AT:
                 collapse_to_huge_pages()
             item = items.get(message["nodeid"])
             answer = (run_child(item, message, connections, capman) if item is not None else
