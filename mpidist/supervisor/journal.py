@@ -187,6 +187,7 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
     if not file.exists():
         return state
     begun: dict[str, None] = {}  # begun and not done, in order
+    ended = False  # this launch's report of its end is written: the last word
     text = file.read_text(encoding="utf-8").partition("\0")[0]  # (a flight log's tail)
     for line in text.splitlines():
         try:
@@ -195,9 +196,11 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             continue
         if not isinstance(record, dict):
             continue
-        if "collected" in record:
-            state.collected = record["collected"]
+        if "collected" in record:  # a launch begins
+            state.collected, ended = record["collected"], False
         elif "running" in record:
+            if ended:  # rank 0's main thread, not yet stopped, began the next test's
+                continue  # setup while the report was written: no rank finished it
             nodeid = str(record["running"])
             begun.pop(nodeid, None)  # a rerun: it begins again
             begun[nodeid] = None
@@ -209,6 +212,7 @@ def read_journal(path: str | os.PathLike[str]) -> JournalState:
             begun.pop(record["done"], None)
             if state.last_abnormal:  # rank 0 reported what ended the job: the last word
                 begun.clear()  # (ranks that went on to the next test ran no more of it)
+                ended = True
     pending = list(begun)
     if pending:
         state.in_flight, state.unlogged = pending[-1], pending[:-1]

@@ -166,3 +166,56 @@ def test_a_crash_in_a_packed_group_costs_one_relaunch(job):
     crash = cases["test_crash_in_a_group"]
     assert "died: exit code 3" in crash and ("rank 1/2 (global 1, host " in crash or
                                              "rank 1/2 (global 3, host " in crash), crash
+
+
+SLOW_REPORT = '''
+import json, os, time
+from mpi4py import MPI
+RANK = MPI.COMM_WORLD.Get_rank()
+
+def test_a():
+    pass
+
+def test_crash():
+    if RANK == 1:
+        os._exit(3)
+    if RANK == 0:  # still in the test when rank 0 reports the death, then on to test_b
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                json.loads(line).get("abnormal") for line in open("journal.jsonl")):
+            time.sleep(0.05)
+
+def test_b():
+    open(f"ran-test_b-{RANK}", "w").close()
+
+def test_c():
+    pass
+'''
+
+SLOW_REPORTER = '''
+import time
+import pytest
+from mpi4py import MPI
+
+@pytest.hookimpl(trylast=True)  # after mpidist journaled the test
+def pytest_runtest_logfinish(nodeid):
+    if MPI.COMM_WORLD.Get_rank() == 0 and nodeid.endswith("test_crash"):
+        time.sleep(3)  # a slow reporter plugin: rank 0's main thread goes on meanwhile
+'''
+
+
+def test_a_test_begun_after_the_report_of_the_death_is_not_in_flight(job):
+    """Rank 0's main thread, still in the test a rank died in, goes on to the next
+    test while its report of the death is being written. That test ran on no rank
+    to the end: it is not failed as the one in flight, but run by the relaunch."""
+    job.write("test_x.py", SLOW_REPORT)
+    job.write("conftest.py", SLOW_REPORTER)
+    junit = job.path / "out.xml"
+    proc = supervise(job, "--journal", "journal.jsonl", "--", "test_x.py", "-p", "no:randomly",
+                     "--mpi-backend", "none", f"--junitxml={junit}")
+    assert proc.returncode == 1
+    assert "relaunching on the 2 remaining test(s)" in proc.stderr
+    cases = junit_cases(junit)
+    assert list(cases) == ["test_a", "test_crash", "test_b", "test_c"]
+    assert "died: exit code 3" in cases["test_crash"]
+    assert cases["test_a"] == cases["test_b"] == cases["test_c"] == "passed"

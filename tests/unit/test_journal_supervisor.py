@@ -75,6 +75,26 @@ def test_a_reported_end_of_the_job_is_the_last_word(tmp_path: Path):
     assert state.in_flight is None and state.unlogged == [] and state.last_abnormal == "died"
 
 
+def test_a_test_begun_after_the_report_of_the_end_is_not_in_flight(tmp_path: Path):
+    """Rank 0's main thread may begin the next test's setup while another thread
+    writes the report that ends the job: that test is not in flight (the relaunch
+    runs it), until the next launch begins."""
+    path = tmp_path / "j.jsonl"
+    writer = JournalWriter(path)
+    writer.collected(["t::a", "t::b", "t::c"])
+    writer.running("t::a")
+    writer.done("t::a", [], abnormal="died")
+    writer.running("t::b")  # after the report: it ran on no rank to the end
+    writer.close()
+    state = read_journal(path)
+    assert state.in_flight is None and state.unlogged == [] and list(state.done) == ["t::a"]
+    writer = JournalWriter(path)
+    writer.collected(["t::b", "t::c"])  # the relaunch
+    writer.running("t::b")
+    writer.close()
+    assert read_journal(path).in_flight == "t::b"
+
+
 def test_the_replay_of_a_dead_rank_0_names_its_test_and_the_lost_ones(tmp_path: Path,
                                                                       pytestconfig):
     from mpidist.supervisor.replay import _reported
