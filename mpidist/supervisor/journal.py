@@ -7,7 +7,9 @@ One JSON object per line, appended by rank 0 only:
 ``{"running": nodeid}``
     rank 0 began running the test (its setup starts). Rank 0 logs a test
     only once the next one's setup is done (``runner.pipeline``), so this,
-    not pytest's logstart, says which test rank 0 was in when it died;
+    not pytest's logstart, says which test rank 0 was in when it died. After
+    an ``abnormal`` record it says nothing until the next ``collected``: rank
+    0's main thread may begin a test while the report of the end is written;
 ``{"done": nodeid, "reports": [...], "abnormal": why?, "subtests": n?}``
     its merged reports, serialized by pytest's own hook. ``abnormal`` is set
     when the watchdog or a signal ended the job on it; ``subtests`` counts the
