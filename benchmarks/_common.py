@@ -14,11 +14,18 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PEERS_VENV = HERE / ".venv-peers"
 TORCH = os.environ.get("MPIDIST_TORCH", "torch==2.13.0")
-#: the suites' pytest.ini: the same plugins for every runner (mpidist's venv also has the
-#: ones tests/integration/test_plugins.py uses; pytest-randomly would reseed every test;
-#: pytest-xdist registers two entry points, and its looponfail one imports execnet)
+#: the plugins of mpidist's tests (setup.py's ``test`` extra), installed in the peers'
+#: venv too: every runner starts with the same plugins loaded (docs/plugins.md)
+PLUGINS = ("hypothesis", "pytest-html", "pytest-reportlog", "pytest-json-report",
+           "pytest-timeout", "pytest-asyncio", "pytest-subtests", "pytest-flakefinder",
+           "pytest-repeat", "pytest-random-order", "pytest-order", "pytest-forked",
+           "pytest-rerunfailures", "pytest-cov", "pytest-randomly", "pytest-xdist")
+#: the suites' pytest.ini: the same plugins for every runner (pytest-randomly would reseed
+#: every test; pytest-xdist registers two entry points, and its looponfail one imports
+#: execnet; pytest-asyncio warns without a loop scope)
 PYTEST_INI = ("[pytest]\naddopts = -p no:cacheprovider -q -p no:randomly -p no:cov "
-              "-p no:xdist -p no:xdist.looponfail -p no:rerunfailures\n")
+              "-p no:xdist -p no:xdist.looponfail -p no:rerunfailures\n"
+              "asyncio_default_fixture_loop_scope = function\n")
 
 
 def precompile() -> None:
@@ -32,18 +39,21 @@ def precompile() -> None:
 
 def _venv_with(path: Path, *packages: str) -> str:
     """The python of a venv at ``path`` with ``packages``, made on first use."""
-    py = path / "bin" / "python"
+    py, stamp = path / "bin" / "python", path / "mpidist-packages.txt"
+    wanted = "\n".join((TORCH, "mpi4py", "pytest", "numpy", *packages))
     if not py.exists():
         subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", TORCH, "mpi4py", "pytest",
-                        "numpy", *packages], check=True)
+    if not stamp.exists() or stamp.read_text() != wanted:  # new, or the list grew
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *wanted.split("\n")],
+                       check=True)
+        stamp.write_text(wanted)
     return str(py)
 
 
 def peers_python() -> str:
     """A separate venv for pytest-mpi and torch's test helpers (both define --with-mpi
     or need extra packages, and must not see mpidist's plugin)."""
-    return _venv_with(PEERS_VENV, "pytest-mpi", "expecttest")
+    return _venv_with(PEERS_VENV, "pytest-mpi", "expecttest", *PLUGINS)
 
 
 ISOLATE_VENV = HERE / ".venv-isolate"

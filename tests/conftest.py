@@ -24,3 +24,11 @@ def make_job(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Job]:
 def job(make_job: Callable[[str], Job], request: pytest.FixtureRequest) -> Job:
     """A fresh job directory for one test."""
     return make_job(re.sub(r"\W", "_", request.node.name)[:40])
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """In-process sessions load the plugins installed for the jobs; pytest-asyncio
+    would warn in each of them for want of a loop scope."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
+    return pytester

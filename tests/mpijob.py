@@ -91,7 +91,10 @@ class Job:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        (path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider --color=no\n")
+        # (pytest-asyncio, installed for tests/integration/test_plugins.py, warns
+        # without a loop scope)
+        (path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider --color=no\n"
+                                         "asyncio_default_fixture_loop_scope = function\n")
 
     def write(self, name: str, source: str) -> Path:
         target = self.path / name

@@ -16,7 +16,8 @@ from .launchers import LAUNCHERS
 if TYPE_CHECKING:
     import pytest
 
-__all__ = ["LAUNCHER_SIZE_VARS", "SETTINGS", "Setting", "env_value", "launcher_task", "setting"]
+__all__ = ["LAUNCHER_SIZE_VARS", "SETTINGS", "Setting", "env_value", "is_set", "launcher_task",
+           "setting"]
 
 T = TypeVar("T")
 
@@ -82,7 +83,8 @@ IFNAME = Setting(
 TIMEOUT = Setting(
     "timeout", "--mpi-timeout", "mpi_timeout", "MPIDIST_TIMEOUT", 300.0, _positive_float,
     "Seconds a test may take on every rank; then the watchdog reports where each "
-    "rank is and ends the job (per test: mpi(timeout=) or pytest-timeout's marker).",
+    "rank is and ends the job (per test: mpi(timeout=) or pytest-timeout's marker; "
+    "unset: pytest-timeout's --timeout, PYTEST_TIMEOUT or ini timeout, if given).",
 )
 PEER_GRACE = Setting(
     "peer_grace", "--mpi-peer-grace", "mpi_peer_grace", "MPIDIST_PEER_GRACE", 10.0,
@@ -219,3 +221,13 @@ def setting(config: pytest.Config, item: Setting[Any], namespace: Any = None) ->
         return value if isinstance(value, bool) else item.parse(str(value))
     except ValueError as exc:
         raise pytest.UsageError(f"{source}: {exc}") from None
+
+
+def is_set(config: pytest.Config, item: Setting[Any]) -> bool:
+    """Whether the user gave ``item`` at all (option, ini or environment), as opposed
+    to its default: another plugin's setting of the same thing may then stand in."""
+    if getattr(config.option, f"mpi_{item.name}", None) is not None:
+        return True
+    if config.getini(item.ini) not in (None, "", []):
+        return True
+    return bool(os.environ.get(item.envvar))

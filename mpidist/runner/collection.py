@@ -23,6 +23,7 @@ from ..bootstrap.settings import setting
 from .failures import Labels, RankedFailure
 from .markers import apply_markers
 from .sizes import sizes_of
+from .writers import adopt, rank0_state
 
 if TYPE_CHECKING:
     from _pytest.reports import CollectReport
@@ -83,10 +84,12 @@ class CollectionAgreement:
         self.default_timeout = default_timeout
         self._raw: list[pytest.Item] = []
         self._errors: list[CollectReport] = []
+        self.hypothesis_seed = 0  # rank 0's, once adopted
 
     def adopt_rank0_cache_state(self) -> None:
-        """Collective: ranks > 0 take rank 0's --lf/--nf/--sw state and pytest-randomly's
-        seed (each process drew its own: the tests' random numbers must agree).
+        """Collective: ranks > 0 take rank 0's --lf/--nf/--sw state, the seeds its
+        ordering plugins drew (pytest-randomly, pytest-random-order: each process drew
+        its own, and the tests' random numbers must agree) and hypothesis's seed.
 
         Each rank's cache plugins loaded their own .pytest_cache (on other
         nodes: another filesystem). Selection must follow rank 0's, and --lf
@@ -94,17 +97,15 @@ class CollectionAgreement:
         """
         pm = self.config.pluginmanager
         lf, nf, sw = (pm.get_plugin(n) for n in ("lfplugin", "nfplugin", "stepwiseplugin"))
-        option = self.config.option
         state = None
         if self.group.is_root:
             state = (getattr(lf, "lastfailed", None), getattr(nf, "cached_nodeids", None),
-                     getattr(sw, "cached_info", None), getattr(option, "randomly_seed", None))
-        lastfailed, nodeids, stepwise, seed = self.group.comm.bcast(state, root=0)
+                     getattr(sw, "cached_info", None), rank0_state(self.config))
+        lastfailed, nodeids, stepwise, shared = self.group.comm.bcast(state, root=0)
+        self.hypothesis_seed = int(shared["hypothesis_seed"])
         if self.group.is_root:
             return
-        if seed is not None and hasattr(option, "randomly_seed"):
-            # pytest-randomly drew a seed per process; it orders and reseeds with it
-            option.randomly_seed = seed
+        adopt(self.config, shared)
         if lf is not None and lastfailed is not None:
             lf.lastfailed = lastfailed
             if hasattr(lf, "_last_failed_paths"):  # cached from lastfailed under --lf

@@ -11,9 +11,17 @@ every rank runs the same session.
   MPI (not through a shared directory: the nodes may not share one); rank 0
   writes each as a parallel data file beside its own, and pytest-cov's own
   combine and report do the rest: ONE table of every rank's coverage.
+* pytest-timeout: its limits -- the ``timeout`` marker (``markers``), ``--timeout``,
+  ``PYTEST_TIMEOUT`` and the ``timeout`` ini key (here, when ``--mpi-timeout`` is not
+  given) -- are the watchdog's, which stops every rank together with every rank's
+  stacks; its own timers, a signal or ``os._exit`` on one rank, never start.
+  ``--session-timeout`` is refused: each rank would stop on its own clock.
+* pytest-forked: ``--forked`` and its ``forked`` marker mean a fresh process per test,
+  which isolation gives on every rank (forked before MPI starts, where a fork after
+  ``MPI_Init`` would break MPI and the process group).
 * pytest-rerunfailures is in ``reruns`` (the pipeline decides reruns);
-  pytest-randomly's seed in ``collection`` (rank 0's, with its order);
-  pytest-timeout's marker in ``markers`` (the watchdog honours it).
+  pytest-randomly's and pytest-random-order's seeds in ``collection`` (rank 0's);
+  hypothesis in ``examples``; the plugins that write files in ``writers``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,10 @@ from typing import Any
 
 import pytest
 
-__all__ = ["check_companions", "share_coverage"]
+from .markers import NO_LIMIT
+
+__all__ = ["TimeoutTimers", "check_companions", "isolation_mode", "share_coverage",
+           "timeout_default"]
 
 
 def check_companions(config: pytest.Config) -> None:
@@ -36,6 +47,72 @@ def check_companions(config: pytest.Config) -> None:
             "--with-mpi runs one pytest per MPI rank; pytest-xdist's -n/--dist would start "
             "workers without MPI under each rank: drop -n (or -p no:xdist), and give "
             "mpirun -n the number of processes")
+    if getattr(option, "session_timeout", None) or _ini(config, "session_timeout"):
+        raise pytest.UsageError(
+            "pytest-timeout's --session-timeout would stop each rank on its own clock under "
+            "--with-mpi: give the launcher the time limit instead (srun -t, mpirun "
+            "--timeout): mpidist then reports the test in flight and keeps every result")
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    """An ini key another plugin declares; None where it is not installed."""
+    try:
+        return config.getini(name)
+    except ValueError:
+        return None
+
+
+def timeout_default(config: pytest.Config, mpi_timeout: float, given: bool) -> float:
+    """The limit of a test without a marker: ``--mpi-timeout`` if ``given``, else
+    pytest-timeout's (``--timeout`` > ``PYTEST_TIMEOUT`` > ini ``timeout``, its own
+    precedence; 0 is no limit), else ``--mpi-timeout``'s default.
+
+    Raises:
+        pytest.UsageError: pytest-timeout's value is not a number.
+    """
+    if given or not config.pluginmanager.hasplugin("timeout"):
+        return mpi_timeout
+    for source, value in (("--timeout", getattr(config.option, "timeout", None)),
+                          ("PYTEST_TIMEOUT", os.environ.get("PYTEST_TIMEOUT") or None),
+                          ("ini timeout", _ini(config, "timeout") or None)):
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise pytest.UsageError(f"{source}={value!r}: not a number of seconds") from None
+        return seconds if seconds > 0 else NO_LIMIT
+    return mpi_timeout
+
+
+class TimeoutTimers:
+    """pytest-timeout's own timers never start under ``--with-mpi``: its hooks that
+    start and cancel them (first result wins) are answered here. Its timer would end
+    one rank alone -- a signal fails that rank's test while the others wait in a
+    collective, ``os._exit`` kills it -- where the watchdog stops every rank together."""
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool:
+        return True
+
+    @pytest.hookimpl(tryfirst=True, optionalhook=True)
+    def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool:
+        return True
+
+
+def isolation_mode(mode: str, namespace: Any) -> str:
+    """``--mpi-isolate``'s ``mode``, or ``on`` under pytest-forked's ``--forked``.
+
+    Raises:
+        pytest.UsageError: ``--forked`` with ``--mpi-isolate=off``.
+    """
+    if not getattr(namespace, "forked", False):
+        return mode
+    if mode == "off":
+        raise pytest.UsageError(
+            "--forked runs each test in a fresh process, which --with-mpi does with "
+            "--mpi-isolate (forked before MPI starts): drop --mpi-isolate=off")
+    return "on"
 
 
 def share_coverage(config: pytest.Config, comm: Any, rank: int) -> None:

@@ -114,7 +114,7 @@ def failed_reports(
 
 _HEADLINES = {  # why -> (the summary's words, what the option is)
     "timeout": ("Timeout: the test exceeded its {timeout:g} s limit",
-                " (--mpi-timeout, mpi(timeout=) or @pytest.mark.timeout)"),
+                " (--mpi-timeout, mpi(timeout=), pytest-timeout's marker or --timeout)"),
     "peer-failure": ("{failed} failed and the other ranks did not finish within {grace:g} s",
                      " (--mpi-peer-grace)"),
     "terminated": ("the job was terminated (SIGTERM) while this test ran",

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import pytest
 
-__all__ = ["apply_markers", "closest_markers", "item_timeout", "timeout_of"]
+__all__ = ["NO_LIMIT", "apply_markers", "closest_markers", "item_timeout", "timeout_of"]
 
 _TIMEOUT = pytest.StashKey[float]()  # read at collection, once per item
+#: pytest-timeout's 0, "no time limit": a year (a finite number: the watchdog's clock,
+#: and an isolated child's ``faulthandler`` deadline, take no infinity)
+NO_LIMIT = 365 * 24 * 3600.0
 
 
 def closest_markers(item: pytest.Item) -> dict[str, pytest.Mark]:
@@ -30,7 +33,8 @@ def closest_markers(item: pytest.Item) -> dict[str, pytest.Mark]:
 
 def timeout_of(item: pytest.Item, default: float,
                markers: dict[str, pytest.Mark] | None = None) -> float:
-    """mpi(timeout=) > pytest-timeout's timeout marker > ``default``.
+    """mpi(timeout=) > pytest-timeout's timeout marker > ``default``. pytest-timeout's
+    ``timeout(0)`` means no limit, as it does there.
 
     Raises:
         pytest.UsageError: a timeout that is not a positive number.
@@ -45,6 +49,8 @@ def timeout_of(item: pytest.Item, default: float,
             value = marker.args[0]
         if value is None:
             continue
+        if name == "timeout" and value == 0 and not isinstance(value, bool):
+            return NO_LIMIT
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise pytest.UsageError(
                 f"{item.nodeid}: {name}(timeout={value!r}): timeout must be a positive "

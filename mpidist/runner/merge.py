@@ -31,6 +31,7 @@ from .failures import Labels, RankedFailure
 from .results import (
     COLLECTIVE_SKIP,
     DIED,
+    ECHO,
     PHASES,
     RankResult,
     phase_kind,
@@ -103,12 +104,17 @@ def _as_failed(merged: TestReport, labels: Labels, reports: dict[int, TestReport
     skip_notes = [f"skipped on {labels.describe_ranks(rs)}: {text}"
                   for rs, text in _texts(reports, skipped)]
     merged.outcome = "failed"
-    groups = sorted(_texts(reports, failed),  # a dead process first: the others echo it
-                    key=lambda group: not getattr(reports[group[0][0]], DIED, False))
+    groups = sorted(_texts(reports, failed), key=lambda group: _cause_first(reports[group[0][0]]))
     merged.longrepr = RankedFailure(
         [(labels.describe_ranks(rs), reports[rs[0]].longrepr) for rs, _ in groups],
         [*notes, *skip_notes], label=labels.describe_ranks(failed))
     merged.sections = _labelled_sections(labels, reports, failed)
+
+
+def _cause_first(report: TestReport) -> int:
+    """Sort key of a failing group: a dead process first, then the ranks where the
+    test failed, then those where it failed because another rank's failure ended it."""
+    return 0 if getattr(report, DIED, False) else 2 if getattr(report, ECHO, False) else 1
 
 
 def _as_skipped(merged: TestReport, labels: Labels, reports: dict[int, TestReport],

@@ -79,8 +79,10 @@ def pytest_load_initial_conftests(
 
 
 def _isolation(config: pytest.Config, namespace: Any) -> str:
+    from .companions import isolation_mode
+
     try:
-        return str(setting(config, settings.ISOLATE, namespace))
+        return isolation_mode(str(setting(config, settings.ISOLATE, namespace)), namespace)
     except pytest.UsageError:
         return "off"  # said once, by rank 0, when the session reads it again
 

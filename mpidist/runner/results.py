@@ -22,7 +22,8 @@ import pytest
 if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
-__all__ = ["ABNORMAL", "AGREED", "CALL_MARKS", "COLLECTIVE_SKIP", "DIED", "LEFT_EARLY", "PHASES",
+__all__ = ["ABNORMAL", "AGREED", "CALL_MARKS", "COLLECTIVE_SKIP", "DIED", "ECHO", "LEFT_EARLY",
+           "PHASES",
            "ROOT_DECIDES", "SAT_OUT", "RankResult", "mark_call",
            "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
@@ -52,6 +53,10 @@ ABNORMAL = "mpi_abnormal"
 #: on the call report of a rank whose isolated test's process died or hung (it sent no
 #: reports): the merge leads the failure with it, the cause rather than its echoes
 DIED = "mpi_died"
+#: on the call report of a rank that failed only because another rank's failure ended
+#: the test there too (hypothesis's examples, agreed across ranks): the merge shows
+#: the ranks where it failed first, these after them
+ECHO = "mpi_echo"
 
 
 def mark_call(item: pytest.Item, reports: list[TestReport]) -> None:

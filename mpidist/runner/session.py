@@ -21,7 +21,7 @@ import pytest
 
 from .. import runtime
 from ..bootstrap import settings
-from ..bootstrap.settings import setting
+from ..bootstrap.settings import is_set, setting
 from ..bootstrap.slurm import SLURM_VARS
 from ..bootstrap.slurm import compare as compare_slurm
 from ..errors import MpidistError
@@ -30,13 +30,21 @@ from ..safety.signals import on_sigterm
 from ..safety.watchdog import Hang, Watchdog
 from .codec import decode_payload
 from .collection import CollectionAgreement
-from .companions import check_companions, share_coverage
+from .companions import (
+    TimeoutTimers,
+    check_companions,
+    isolation_mode,
+    share_coverage,
+    timeout_default,
+)
+from .examples import ExampleAgreement
 from .failures import Labels, describe_hang, failed_reports
 from .group import Group, Members
 from .output import drain, start
 from .packing import Packer
 from .pipeline import TestPipeline
 from .replay import replay
+from .writers import not_the_writer, quiet_expecttest
 
 if TYPE_CHECKING:
     from .isolate.rank import Isolation
@@ -52,8 +60,8 @@ class MPISession:
         self.output = start(config, config.option)
         self.world = runtime.attach()
         self.rank = self.world.rank
-        if self.rank != 0:
-            config.option.xmlpath = None  # one JUnit file, written by rank 0
+        if self.rank != 0:  # one JUnit file, one HTML report, one log...: rank 0's
+            not_the_writer(config, f"gw{self.rank}", self.world.size)
         self.group: Group | None = None
         self.watchdog: Watchdog | None = None
         self.collection: CollectionAgreement | None = None
@@ -68,6 +76,7 @@ class MPISession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         check_companions(config)  # a usage error on every rank, before any collective
+        isolate = isolation_mode(setting(config, settings.ISOLATE), config.option)
         try:
             runtime.init(setting(config, settings.BACKEND),
                          timeout=setting(config, settings.STORE_TIMEOUT),
@@ -80,7 +89,9 @@ class MPISession:
         mine = {k: os.environ[k] for k in SLURM_VARS if k in os.environ}
         everyone = group.comm.gather(mine, root=0)
         self.slurm_problems = compare_slurm(self.world, everyone) if everyone else []
-        timeout = setting(config, settings.TIMEOUT)
+        timeout = timeout_default(config, setting(config, settings.TIMEOUT),
+                                  is_set(config, settings.TIMEOUT))
+        config.pluginmanager.register(TimeoutTimers(), "mpidist-timeout-timers")
         self.watchdog = Watchdog(self.world, setting(config, settings.PEER_GRACE),
                                  rt.rendezvous.channel, rt.signer,
                                  self._on_hang if group.is_root else None)
@@ -88,7 +99,10 @@ class MPISession:
         config.pluginmanager.register(self.collection, "mpidist-collection")
         self.pipeline = TestPipeline(config, group, self.watchdog, self.output, timeout)
         config.pluginmanager.register(self.pipeline, "mpidist-pipeline")
-        self.pipeline.isolation = self._isolation(config)
+        config.pluginmanager.register(
+            ExampleAgreement(self._group_in_flight, self._hypothesis_seed,
+                             setting(config, settings.PEER_GRACE)), "mpidist-examples")
+        self.pipeline.isolation = self._isolation(config, isolate)
         self.packer = Packer(config, self.pipeline, self.watchdog,
                              setting(config, settings.PACK) == "on")
         config.pluginmanager.register(self.packer, "mpidist-packer")
@@ -98,7 +112,15 @@ class MPISession:
             link.contact(self.rank, self.world.describe(self.rank), self.world.master_addr,
                          rt.rendezvous.channel_port, rt.signer.secret())
 
-    def _isolation(self, config: pytest.Config) -> Isolation | None:
+    def _group_in_flight(self) -> Group:
+        assert self.pipeline is not None
+        return self.pipeline.group
+
+    def _hypothesis_seed(self) -> int:
+        assert self.collection is not None
+        return self.collection.hypothesis_seed
+
+    def _isolation(self, config: pytest.Config, mode: str) -> Isolation | None:
         """What runs the isolated tests, when this rank forked a template."""
         from .isolate import template
 
@@ -108,9 +130,9 @@ class MPISession:
         from .isolate.rank import Isolation
 
         rt = runtime.current()
-        isolation = Isolation(config, link, setting(config, settings.ISOLATE), rt.world,
+        isolation = Isolation(config, link, mode, rt.world,
                               rt.backend, setting(config, settings.STORE_TIMEOUT),
-                              setting(config, settings.PEER_GRACE) / 2)
+                              setting(config, settings.PEER_GRACE) / 2, self._hypothesis_seed)
         config.pluginmanager.register(isolation, "mpidist-isolation")
         return isolation
 
@@ -122,8 +144,9 @@ class MPISession:
         self.output.close()
 
     def quiet_other_ranks(self) -> None:
-        """On ranks > 0: no terminal reporter (as -p no:terminal), no cache writes,
-        and rank 0's --lf/--nf/--sw state, which pytest reads while collecting."""
+        """On ranks > 0: no terminal reporter (as -p no:terminal), and rank 0's
+        --lf/--nf/--sw state, which pytest reads while collecting (``writers``:
+        nothing else of theirs is written)."""
         assert self.collection is not None
         self.collection.adopt_rank0_cache_state()
         if self.rank == 0:
@@ -137,9 +160,11 @@ class MPISession:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:  # as with -p no:terminal on ranks > 0
             self.config.pluginmanager.unregister(reporter)
-        cache = getattr(self.config, "cache", None)
-        if cache is not None:  # only rank 0 persists --lf/--nf state
-            cache.set = lambda key, value: None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self.rank != 0:  # the test modules are imported: expecttest, if they use it
+            quiet_expecttest()
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         world = self.world

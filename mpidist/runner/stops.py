@@ -12,9 +12,12 @@ import pytest
 
 __all__ = ["may_stop_on_a_pass", "needs_verdict", "stop_like_the_root"]
 
-#: reporters known to stop a session on failures only: pytest's, mpidist's, and
-#: pytest-rerunfailures' (its hook, with xdist installed, tidies the stats)
-_PASSIVE_REPORTERS = ("_pytest.", "mpidist.", "pytest_rerunfailures")
+#: reporters known to stop a session on failures only: pytest's, mpidist's,
+#: pytest-rerunfailures' (its hook, with xdist installed, tidies the stats), and
+#: the report writers (pytest-html, pytest-reportlog, pytest-json-report), which
+#: only record what they are given
+_PASSIVE_REPORTERS = ("_pytest.", "mpidist.", "pytest_rerunfailures", "pytest_html.",
+                      "pytest_reportlog.", "pytest_jsonreport.")
 
 
 def may_stop_on_a_pass(item: pytest.Item) -> bool:

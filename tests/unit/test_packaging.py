@@ -45,7 +45,7 @@ PURE = {"errors", "bootstrap.settings", "bootstrap.netif", "bootstrap.slurm",
         "bootstrap.launchers", "safety.keeper",
         "runner.results", "runner.merge", "runner.failures", "runner.codec",
         "runner.replay", "runner.markers", "runner.collection", "runner.reruns",
-        "runner.companions", "supervisor.journal",
+        "runner.companions", "runner.writers", "runner.draws", "supervisor.journal",
         "supervisor.relaunch", "supervisor.replay"}
 #: loaded by pytest at start-up, with or without --with-mpi
 ENTRY_POINTS = {"runner.plugin", "testing.plugin", "supervisor.recorder", "runner.fixtures",

@@ -33,7 +33,9 @@ from typing import IO, Any, Callable, cast
 import pytest
 from _pytest.runner import runtestprotocol
 
+from ..draws import seed_hypothesis
 from ..held import Held
+from ..writers import quiet_expecttest
 
 __all__ = ["STOPPED", "STOPPED_EXIT", "Connections", "body_verdict", "main", "resolve"]
 
@@ -197,6 +199,9 @@ def main(item: pytest.Item, request: dict[str, Any], connections: Connections,
     faulthandler.dump_traceback_later(request["timeout"], exit=True, file=crash)
     os.environ.clear()
     os.environ.update(request["env"])
+    seed_hypothesis(request["hypothesis_seed"], item.nodeid)  # the same examples everywhere
+    if request["rank"]:
+        quiet_expecttest()  # rank 0's child rewrites the source, if any does
     runtime.mark_isolated()
     store, watcher = _bootstrap(request, connections, crash)
     data = json.dumps({"value": entry(item, request)} if entry is not None else

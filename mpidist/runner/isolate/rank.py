@@ -23,7 +23,7 @@ import hashlib
 import os
 import signal
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 from _pytest.reports import TestReport
@@ -60,9 +60,10 @@ def isolated_by(item: pytest.Item, mode: str) -> str:
     purpose, and a one-process class has no child to fork."""
     if mode == "off":
         return ""
-    marker = closest_markers(item).get("mpi")
+    markers = closest_markers(item)
+    marker = markers.get("mpi")
     wanted = (bool(marker.kwargs["isolate"]) if marker is not None and "isolate" in marker.kwargs
-              else mode == "on")
+              else mode == "on" or "forked" in markers)  # pytest-forked's marker
     if not wanted:
         return ""
     if TORCH_SIZE in item.stash:
@@ -112,11 +113,12 @@ class Isolation:
         backend: the default group's backend (None: the children start none).
         store_timeout: seconds for the store and the children's process groups.
         grace: seconds a child gets after another rank's child ended the test.
+        hypothesis_seed: rank 0's seed of hypothesis's draws (``examples``), once known.
     """
 
     def __init__(self, config: pytest.Config, template: TemplateLink, mode: str,
                  world: World, backend: str | None, store_timeout: float,
-                 grace: float) -> None:
+                 grace: float, hypothesis_seed: Callable[[], int]) -> None:
         self.config = config
         self.template = template
         self.mode = mode
@@ -124,6 +126,7 @@ class Isolation:
         self.backend = backend
         self.store_timeout = store_timeout
         self.grace = grace
+        self.hypothesis_seed = hypothesis_seed
         self._store: Any = None
         if mode == "on":  # every test will be isolated: the template collects meanwhile
             template.collect(True)
@@ -160,7 +163,7 @@ class Isolation:
             "addr": world.master_addr if world.master_port else "",
             "port": world.master_port, "backend": backend, "device": _device(),
             "timeout": timeout, "store_timeout": self.store_timeout,
-            "grace": self.grace, "env": env,
+            "grace": self.grace, "env": env, "hypothesis_seed": self.hypothesis_seed(),
         }
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 
 from ...safety.signals import die_with
+from ..writers import not_the_writer
 from .process import collapse_to_huge_pages, drop_inherited
 from .wire import receive, send
 
@@ -164,16 +165,13 @@ class TemplatePlugin:
         assert _SOCK is not None
         self.config = config
         self.sock = _SOCK
-        config.option.xmlpath = None  # one JUnit file: rank 0's
+        not_the_writer(config, "template", 1)  # rank 0 writes JUnit, reports, the cache
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             config.pluginmanager.unregister(reporter)
-        cache = getattr(config, "cache", None)
-        if cache is not None:  # rank 0's process owns --lf/--nf state
-            cache.set = lambda key, value: None
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
