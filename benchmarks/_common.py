@@ -129,14 +129,21 @@ def env() -> dict[str, str]:
 def timed(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
           expect: int = 0) -> float:
     """Run ``cmd``; return wall seconds; fail loudly on an unexpected exit code."""
+    return run(cmd, cwd, extra_env, expect)[0]
+
+
+def run(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
+        expect: int = 0) -> tuple[float, str]:
+    """Run ``cmd``; return wall seconds and its stdout; fail loudly on an unexpected
+    exit code."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, env={**env(), **(extra_env or {})},
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - start
     if proc.returncode != expect:
         sys.exit(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-3000:]}\n"
                  f"{proc.stderr[-3000:]}")
-    return seconds
+    return seconds, proc.stdout
 
 
 def median(values: list[float]) -> float:

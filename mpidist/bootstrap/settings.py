@@ -153,9 +153,21 @@ ISOLATE = Setting(
     "only tests marked mpi(isolate=True); off: none (no template).",
 )
 
+RANK_TEXTS = Setting(
+    "rank_texts", "--mpi-rank-texts", "mpi_rank_texts", "MPIDIST_RANK_TEXTS", "junit", str,
+    "Where each rank's own text of a failure goes when the report groups ranks whose "
+    "texts differ (numbers, addresses, hosts): junit (the test's system-err in the JUnit "
+    "file; without one, a directory the summary names) or a directory.",
+)
+
+ALL_STACKS = Setting(
+    "all_stacks", "--mpi-all-stacks", "mpi_all_stacks", "MPIDIST_ALL_STACKS", False, _flag,
+    "Hang reports show mpidist's own threads' stacks too (the watchdog's, the channel's).",
+)
+
 SETTINGS: tuple[Setting[object], ...] = (  # type: ignore[assignment]
     BACKEND, LOG_DIR, RANK_OUTPUT, STORE_TIMEOUT, IFNAME, TIMEOUT, PEER_GRACE, JOURNAL,
-    RESUME, SHARED_DIR, KEEPER, PACK, SERIAL, ISOLATE,
+    RESUME, SHARED_DIR, KEEPER, PACK, SERIAL, ISOLATE, RANK_TEXTS, ALL_STACKS,
 )
 
 

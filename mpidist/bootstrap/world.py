@@ -8,6 +8,7 @@ No torch here, so the world can be inspected without paying for torch.
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["World", "discover", "format_ranks"]
+__all__ = ["World", "discover", "format_hosts", "format_ranks"]
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,11 @@ class World:
         return f"rank {rank}/{self.size} (host {self.hosts[rank]})"
 
     def describe_ranks(self, ranks: list[int]) -> str:
-        """``ranks 0-3,7/16 (hosts a,b)`` for a group of ranks."""
+        """``ranks 0-3,7/16 (hosts a,b)`` for a group of ranks (``format_hosts``)."""
         if len(ranks) == 1:
             return self.describe(ranks[0])
         hosts = sorted({self.hosts[r] for r in ranks}, key=self.hosts.index)
-        label = "host" if len(hosts) == 1 else "hosts"
-        return (
-            f"ranks {format_ranks(ranks)}/{self.size} ({label} {','.join(hosts)})"
-        )
+        return f"ranks {format_ranks(ranks)}/{self.size} ({format_hosts(hosts)})"
 
 
 def format_ranks(ranks: list[int]) -> str:
@@ -80,6 +78,36 @@ def format_ranks(ranks: list[int]) -> str:
         out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
         i = j + 1
     return ",".join(out)
+
+
+def format_hosts(hosts: list[str], shown: int = 3) -> str:
+    """``host a``, ``hosts a,b,c``, or past ``shown`` hosts their count and a Slurm-style
+    host list: ``16 hosts: gpu[01-16]`` (names sharing a prefix and numbered alike
+    fold into one bracket of ranges; past 60 characters the list is cut with ``…``)."""
+    if len(hosts) <= shown:
+        return f"{'host' if len(hosts) == 1 else 'hosts'} {','.join(hosts)}"
+    runs: dict[str, list[str]] = {}
+    plain: list[str] = []
+    for host in hosts:
+        match = re.fullmatch(r"(.*?)(\d+)", host)
+        if match is None:
+            plain.append(host)
+        else:
+            runs.setdefault(match.group(1), []).append(match.group(2))
+    parts = []
+    for prefix, digits in runs.items():
+        widths = {len(d) for d in digits}
+        padded = len(widths) == 1 and any(d.startswith("0") and len(d) > 1 for d in digits)
+        ranges = format_ranks([int(d) for d in digits]).split(",")
+        if padded:
+            width = widths.pop()
+            ranges = ["-".join(f"{int(n):0{width}d}" for n in r.split("-")) for r in ranges]
+        joined = ",".join(ranges)
+        parts.append(f"{prefix}[{joined}]" if len(digits) > 1 else f"{prefix}{joined}")
+    text = ",".join([*parts, *plain])
+    if len(text) > 60:
+        text = text[:60].rsplit(",", 1)[0] + ",…"
+    return f"{len(hosts)} hosts: {text}"
 
 
 def discover(comm: MPI.Comm) -> tuple[World, MPI.Comm]:

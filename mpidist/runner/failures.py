@@ -5,7 +5,9 @@ rendering; ``failed_reports`` is the setup/call/teardown triple of a test that
 no rank could report normally (hung, terminated, or lost with its job);
 ``describe_hang`` turns the watchdog's ``Hang`` -- every rank's answer: where it
 is, its stacks, its reports if it failed -- into one failure that says why the
-job was ended and where each rank was. Pure: no MPI, no torch.
+job was ended and where each group of ranks was. Ranks are grouped by what their
+texts share (``grouping``), so at any scale a report is a page. Pure: no MPI, no
+torch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 from _pytest._code.code import TerminalRepr
 from _pytest.reports import TestReport
 
+from .grouping import group_texts
+
 if TYPE_CHECKING:
     from ..safety.watchdog import Hang
     from .results import RankResult
@@ -25,6 +29,9 @@ __all__ = ["Crash", "Labels", "RankedFailure", "describe_hang", "failed_reports"
 
 class Labels(Protocol):
     """How messages name ranks: a ``World``, or the group a test runs on."""
+
+    @property
+    def hosts(self) -> tuple[str, ...]: ...
 
     def describe(self, rank: int) -> str: ...
 
@@ -40,11 +47,19 @@ class Crash:
     message: str
 
 
+#: heads the lines of a group's text that differ between its ranks (``grouping``)
+DIFFERS = ("these lines differ between the ranks above (every rank's own text: "
+           "--mpi-rank-texts):")
+
+
 class RankedFailure(TerminalRepr):
-    """A failure seen on several ranks, grouped by identical rendering.
+    """A failure seen on several ranks, grouped by what the ranks' texts share.
 
     Renders each group under a ``[ranks ...]`` header, through the original
-    representation's own ``toterminal`` so colours and formatting survive.
+    representation's own ``toterminal`` so colours and formatting survive, then
+    the group's ``details``: the lines that differ between its ranks, each value
+    that differs summarised (``grouping``). ``message`` replaces the first group's
+    one-line summary (its values summarised the same way).
     """
 
     def __init__(
@@ -52,25 +67,33 @@ class RankedFailure(TerminalRepr):
         groups: list[tuple[str, Any]],
         notes: Sequence[str] = (),
         label: str | None = None,
+        details: Sequence[Sequence[str]] = (),
+        message: str | None = None,
     ) -> None:
         self.groups = groups
         self.notes = list(notes)
+        self.details = [list(d) for d in details] or [[] for _ in groups]
         first_label, first = groups[0]
         first_label = label or first_label
         crash = getattr(first, "reprcrash", None)
-        message = crash.message if crash is not None else _first_line(first)
+        if message is None:
+            message = crash.message if crash is not None else _first_line(first)
         self.reprcrash = Crash(
             getattr(crash, "path", ""), getattr(crash, "lineno", 0),
             f"[{first_label}] {message}",
         )
 
     def toterminal(self, tw: Any) -> None:
-        for label, longrepr in self.groups:
+        for (label, longrepr), lines in zip(self.groups, self.details, strict=True):
             tw.line(f"[{label}]", bold=True, red=True)
             if hasattr(longrepr, "toterminal"):
                 longrepr.toterminal(tw)
             else:
                 tw.line(str(longrepr))
+            if lines:
+                tw.line(DIFFERS, yellow=True)
+                for line in lines:
+                    tw.line(line)
         for note in self.notes:
             tw.line(note, yellow=True)
 
@@ -78,8 +101,10 @@ class RankedFailure(TerminalRepr):
         # The first line is the one-line summary: pytest shows it for a report
         # that crossed the wire as text (JUnit, the journal, mpidist run).
         parts = [self.reprcrash.message]
-        for label, longrepr in self.groups:
+        for (label, longrepr), lines in zip(self.groups, self.details, strict=True):
             parts.append(f"[{label}]\n{longrepr}")
+            if lines:
+                parts.append("\n".join([DIFFERS, *lines]))
         return "\n".join(parts + self.notes)
 
 
@@ -141,28 +166,35 @@ def _rank_failures(labels: Labels, hang: Hang, decode: Callable[[int, bytes], Ra
     return failures
 
 
+def _by_text(labels: Labels, texts: dict[int, str]) -> list[tuple[str, str]]:
+    """(ranks' label, text) per group of ranks with the same text: a place in the code
+    is a place (a line number that differs is another place, not a value)."""
+    ranks_of: dict[str, list[int]] = {}
+    for rank, text in sorted(texts.items()):
+        ranks_of.setdefault(text, []).append(rank)
+    return [(labels.describe_ranks(ranks), text) for text, ranks in ranks_of.items()]
+
+
 def _where_lines(labels: Labels, hang: Hang) -> tuple[list[str], str]:
     """Where each group of ranks was, who did not answer, the stacks of the ranks
-    still inside the test; and the one-line summary of who was left waiting."""
-    by_where: dict[str, list[int]] = {}
-    for rank, state in sorted(hang.states.items()):
-        label = (state.where if state.status == "in the test"
-                 else "finished the test; waiting for the other ranks")
-        by_where.setdefault(label, []).append(rank)
-    lines = [f"  {labels.describe_ranks(ranks)} {label}" for label, ranks in by_where.items()]
+    still inside the test, grouped by their frames; and the one-line summary of who
+    was left waiting."""
+    by_where = _by_text(labels, {
+        rank: state.where if state.status == "in the test"
+        else "finished the test; waiting for the other ranks"
+        for rank, state in hang.states.items()})
+    lines = [f"  {ranks} {where}" for ranks, where in by_where]
     silent = [rank for rank in hang.missing if rank not in hang.died]
     if silent:
         lines.append(f"  {labels.describe_ranks(silent)} did not answer "
                      "(dead, or holding the GIL); the launcher's message above "
                      "names its exit code or signal")
-    stacks: dict[str, list[int]] = {}
-    for rank, state in hang.states.items():
-        if state.status == "in the test":
-            stacks.setdefault(state.stacks, []).append(rank)
-    for text, ranks in stacks.items():
-        lines.append(f"\n--- Python stacks of {labels.describe_ranks(ranks)} ---\n{text}")
-    waiting = "; ".join(f"{labels.describe_ranks(rs)} {label}"
-                        for label, rs in by_where.items() if not label.startswith("finished"))
+    for ranks, text in _by_text(labels, {rank: state.stacks for rank, state
+                                         in hang.states.items()
+                                         if state.status == "in the test"}):
+        lines.append(f"\n--- Python stacks of {ranks} ---\n{text}")
+    waiting = "; ".join(f"{ranks} {where}" for ranks, where in by_where
+                        if not where.startswith("finished"))
     return lines, waiting or "no rank answered"
 
 
@@ -179,8 +211,11 @@ def describe_hang(
     where, waiting = _where_lines(labels, hang)
     if hang.why in ("terminated", "died"):
         return _terminated(labels, hang, failures, [summary + detail, *where])
-    groups = [(labels.describe(rank), longrepr) for rank, longrepr in failures]
-    failure = RankedFailure([*groups, ("hang", "\n".join([summary + detail, *where]))])
+    shown = group_texts({rank: str(longrepr) for rank, longrepr in failures}, labels.hosts)
+    longreprs = dict(failures)
+    groups = [(labels.describe_ranks(g.ranks), longreprs[g.ranks[0]]) for g in shown]
+    failure = RankedFailure([*groups, ("hang", "\n".join([summary + detail, *where]))],
+                            details=[*(g.differs for g in shown), []])
     crash = failure.reprcrash
     if failures:  # lead with the failing rank's own error
         failure.reprcrash = Crash(crash.path, crash.lineno, f"{crash.message}; left waiting: "
@@ -195,11 +230,14 @@ def _terminated(labels: Labels, hang: Hang, failures: list[tuple[int, Any]],
     """The cause is who died; the others' failures ("connection reset") are its
     echo, one line each -- and the launcher's SIGKILL is ~1 s away, so the
     report must be quick to render."""
-    echoes = []
+    firsts = {}
     for rank, longrepr in failures:
         crash = getattr(longrepr, "reprcrash", None)
         text = crash.message if crash is not None else str(longrepr)
-        echoes.append(f"  {labels.describe(rank)} failed: {text.splitlines()[0][:160]}")
+        firsts[rank] = text.splitlines()[0][:160] if text else ""
+    echoes = [f"  {labels.describe_ranks(g.ranks)} failed: "
+              f"{g.differs[0] if g.differs else g.texts[g.ranks[0]]}"
+              for g in group_texts(firsts, labels.hosts)]
     title = "rank died" if hang.died else "job terminated"
     failure = RankedFailure([(title, "\n".join([lines[0], *echoes, *lines[1:]]))])
     if hang.died:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..bootstrap.world import World, format_ranks
+from ..bootstrap.world import World, format_hosts, format_ranks
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -50,6 +50,11 @@ class Group:
         return self.size == self.world.size
 
     @property
+    def hosts(self) -> tuple[str, ...]:
+        """Every host name of the job (what a failure text may name)."""
+        return self.world.hosts
+
+    @property
     def is_root(self) -> bool:
         """Whether this process gathers, merges and reports the group's tests."""
         return self.rank == 0
@@ -79,9 +84,8 @@ def _describe_ranks(world: World, members: tuple[int, ...], ranks: list[int]) ->
         return _describe(world, members, ranks[0])
     globs = [members[r] for r in ranks]
     hosts = sorted({world.hosts[g] for g in globs}, key=world.hosts.index)
-    label = "host" if len(hosts) == 1 else "hosts"
     return (f"ranks {format_ranks(ranks)}/{len(members)} (global {format_ranks(globs)}, "
-            f"{label} {','.join(hosts)})")
+            f"{format_hosts(hosts)})")
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,10 @@ class Members:
 
     world: World
     ranks: tuple[int, ...]
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return self.world.hosts
 
     def describe(self, rank: int) -> str:
         if rank not in self.ranks:  # (a second death, in another group)

@@ -12,11 +12,13 @@ from the wire) and returns new ones; no MPI, no torch. The rules, per phase:
 * a test run through torch's child protocol (``ROOT_DECIDES``) follows torch's
   ``_check_return_codes``: the first rank's outcome, unless another failed.
 
-Failures that render identically are shown once under the list of ranks
-(``ranks 0-15/16 (host n1)``); captured output of failing ranks is kept,
-labelled the same way; the duration is the slowest rank's; a per-rank
-outcome map is added to ``user_properties`` (junitxml writes it). Ranks are
-named through ``Labels``: the world, or the group the test ran on.
+Failures whose texts differ only in numbers, addresses and host names are shown
+once under the list of ranks (``ranks 0-15/16 (host n1)``), with the lines that
+differ summarised (``grouping``), the ranks' own texts kept on the report
+(``RANK_TEXTS``); captured output of failing ranks is kept, grouped and labelled
+the same way; the duration is the slowest rank's; a per-rank outcome map is added
+to ``user_properties`` (junitxml writes it). Ranks are named through ``Labels``:
+the world, or the group the test ran on.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from typing import Iterable, Sequence
 from _pytest.reports import TestReport
 
 from ..bootstrap.world import format_ranks
-from .failures import Labels, RankedFailure
+from .failures import DIFFERS, Labels, RankedFailure
+from .grouping import TextGroup, group_texts
 from .results import (
     COLLECTIVE_SKIP,
     DIED,
     ECHO,
     PHASES,
+    RANK_TEXTS,
     RankResult,
     phase_kind,
     report_text,
@@ -57,14 +61,27 @@ def _texts(reports: dict[int, TestReport], ranks: list[int]) -> list[tuple[list[
 
 
 def _labelled_sections(
-    labels: Labels, reports: dict[int, TestReport], ranks: list[int]
+    labels: Labels, reports: dict[int, TestReport], ranks: list[int],
+    kept: dict[str, str] | None = None,
 ) -> list[tuple[str, str]]:
-    by_section: dict[tuple[str, str], list[int]] = {}
+    """Each section (captured output) once per group of ranks whose contents share a
+    skeleton (``grouping``), the values that differ summarised; the contents left out
+    go to ``kept``, by rank and section."""
+    by_name: dict[str, dict[int, str]] = {}
     for rank in ranks:
         for name, content in reports[rank].sections:
-            by_section.setdefault((name, content), []).append(rank)
-    return [(f"{name} [{labels.describe_ranks(rs)}]", content)
-            for (name, content), rs in by_section.items()]
+            by_name.setdefault(name, {})[rank] = content
+    out = []
+    for name, contents in by_name.items():
+        for group in group_texts(contents, labels.hosts):
+            first = contents[group.ranks[0]]
+            if group.differs:
+                first = "\n".join([first.rstrip("\n"), DIFFERS, *group.differs, ""])
+                if kept is not None:
+                    kept.update({f"{labels.describe(r)}: {name}": contents[r]
+                                 for r in group.ranks[1:]})
+            out.append((f"{name} [{labels.describe_ranks(group.ranks)}]", first))
+    return out
 
 
 def _merge_phase(
@@ -101,14 +118,35 @@ def _merge_phase(
 
 def _as_failed(merged: TestReport, labels: Labels, reports: dict[int, TestReport],
                failed: list[int], skipped: list[int], notes: Sequence[str]) -> None:
+    """Failed: the failing ranks grouped by what their texts share (``grouping``), the
+    cause first; each rank's text left out of the report kept on it (``RANK_TEXTS``)."""
     skip_notes = [f"skipped on {labels.describe_ranks(rs)}: {text}"
                   for rs, text in _texts(reports, skipped)]
     merged.outcome = "failed"
-    groups = sorted(_texts(reports, failed), key=lambda group: _cause_first(reports[group[0][0]]))
+    texts = {rank: report_text(reports[rank]) for rank in failed}
+    groups = sorted(group_texts(texts, labels.hosts),
+                    key=lambda group: _cause_first(reports[group.ranks[0]]))
+    kept = {labels.describe(rank): texts[rank] for group in groups if group.differs
+            for rank in group.ranks[1:]}
     merged.longrepr = RankedFailure(
-        [(labels.describe_ranks(rs), reports[rs[0]].longrepr) for rs, _ in groups],
-        [*notes, *skip_notes], label=labels.describe_ranks(failed))
-    merged.sections = _labelled_sections(labels, reports, failed)
+        [(labels.describe_ranks(g.ranks), reports[g.ranks[0]].longrepr) for g in groups],
+        [*notes, *skip_notes], label=labels.describe_ranks(failed),
+        details=[g.differs for g in groups], message=_crash_message(labels, reports, groups[0]))
+    merged.sections = _labelled_sections(labels, reports, failed, kept)
+    if kept:
+        setattr(merged, RANK_TEXTS, kept)
+
+
+def _crash_message(labels: Labels, reports: dict[int, TestReport],
+                   group: TextGroup) -> str | None:
+    """The one-line summary of a group whose messages differ by rank, their values
+    summarised (None: the first rank's message says it)."""
+    messages = {rank: getattr(getattr(reports[rank].longrepr, "reprcrash", None), "message",
+                              None) for rank in group.ranks}
+    if not group.differs or None in messages.values():
+        return None
+    grouped = group_texts({r: str(m) for r, m in messages.items()}, labels.hosts)
+    return grouped[0].differs[0] if len(grouped) == 1 and grouped[0].differs else None
 
 
 def _cause_first(report: TestReport) -> int:

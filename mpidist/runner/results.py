@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
 __all__ = ["ABNORMAL", "AGREED", "CALL_MARKS", "COLLECTIVE_SKIP", "DIED", "ECHO", "LEFT_EARLY",
-           "PHASES",
+           "PHASES", "RANK_TEXTS",
            "ROOT_DECIDES", "SAT_OUT", "RankResult", "mark_call",
            "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
@@ -57,6 +57,9 @@ DIED = "mpi_died"
 #: the test there too (hypothesis's examples, agreed across ranks): the merge shows
 #: the ranks where it failed first, these after them
 ECHO = "mpi_echo"
+#: on a merged report whose failure texts the report groups: each rank's own text left
+#: out of it ({label: text}), for the JUnit file or a directory (``--mpi-rank-texts``)
+RANK_TEXTS = "mpi_rank_texts"
 
 
 def mark_call(item: pytest.Item, reports: list[TestReport]) -> None:

@@ -43,6 +43,7 @@ from .group import Group, Members
 from .output import drain, start
 from .packing import Packer
 from .pipeline import TestPipeline
+from .rank_texts import RankTexts
 from .replay import replay
 from .writers import not_the_writer, quiet_expecttest
 
@@ -94,7 +95,8 @@ class MPISession:
         config.pluginmanager.register(TimeoutTimers(), "mpidist-timeout-timers")
         self.watchdog = Watchdog(self.world, setting(config, settings.PEER_GRACE),
                                  rt.rendezvous.channel, rt.signer,
-                                 self._on_hang if group.is_root else None)
+                                 self._on_hang if group.is_root else None,
+                                 setting(config, settings.ALL_STACKS))
         self.collection = CollectionAgreement(config, group, timeout)
         config.pluginmanager.register(self.collection, "mpidist-collection")
         self.pipeline = TestPipeline(config, group, self.watchdog, self.output, timeout)
@@ -102,6 +104,9 @@ class MPISession:
         config.pluginmanager.register(
             ExampleAgreement(self._group_in_flight, self._hypothesis_seed,
                              setting(config, settings.PEER_GRACE)), "mpidist-examples")
+        if self.rank == 0:  # what the report groups, kept whole
+            config.pluginmanager.register(
+                RankTexts(config, setting(config, settings.RANK_TEXTS)), "mpidist-rank-texts")
         self.pipeline.isolation = self._isolation(config, isolate)
         self.packer = Packer(config, self.pipeline, self.watchdog,
                              setting(config, settings.PACK) == "on")

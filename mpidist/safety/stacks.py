@@ -41,13 +41,15 @@ def _is_library(filename: str) -> bool:
     return filename.startswith("<") or os.path.realpath(filename).startswith(_LIBRARY_DIRS)
 
 
-def thread_stacks(skip: int | None) -> str:
+def thread_stacks(skip: int | None, own: bool = False) -> str:
     """Every thread's stack, each starting at its first frame of user code
-    (the runner's own frames above a test say nothing about where it hangs)."""
+    (the runner's own frames above a test say nothing about where it hangs);
+    mpidist's own threads (named ``mpidist-*``: the watchdog, the channel, the
+    signal waiter) only with ``own``: they are the same on every rank of every hang."""
     names = {t.ident: t.name for t in threading.enumerate()}
     parts = []
     for ident, frame in sys._current_frames().items():
-        if ident == skip:
+        if ident == skip or (not own and str(names.get(ident, "")).startswith("mpidist-")):
             continue
         stack = traceback.extract_stack(frame)
         first = next((i for i, f in enumerate(stack) if not _is_library(f.filename)), None)

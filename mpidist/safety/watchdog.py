@@ -111,12 +111,15 @@ class Watchdog:
         channel: this rank's connection to mpidist's channel, for this thread only.
         signer: the job's signer (every value is sealed and verified).
         on_hang: rank 0 only: called (on the watchdog thread) with the Hang.
+        all_stacks: answer with mpidist's own threads' stacks too (``--mpi-all-stacks``).
     """
 
     def __init__(self, world: World, grace: float, channel: object, signer: Signer,
-                 on_hang: Callable[[Hang], None] | None = None) -> None:
+                 on_hang: Callable[[Hang], None] | None = None,
+                 all_stacks: bool = False) -> None:
         self.world = world
         self.grace = grace
+        self.all_stacks = all_stacks
         self.on_hang = on_hang
         self.store = SealedStore(channel, signer)
         self._main = threading.get_ident()
@@ -311,7 +314,7 @@ class Watchdog:
 
     def _answer(self, test: _Test) -> None:
         frame = sys._current_frames().get(self._main)
-        stacks = thread_stacks(skip=threading.get_ident())
+        stacks = thread_stacks(skip=threading.get_ident(), own=self.all_stacks)
         record = {"status": test.phase, "where": where(frame), "stacks": stacks,
                   "payload": None if test.payload is None else test.payload.decode()}
         key = f"{_PREFIX}stack/{test.index}/{self.world.rank}"

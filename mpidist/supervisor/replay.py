@@ -66,6 +66,18 @@ def _reported(state: JournalState, died: str) -> dict[str, list[dict[str, Any]]]
     return tests
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """The ranks' own texts of the failures the report grouped go where the live run
+    would have written them (the journal keeps them on the merged reports)."""
+    if config.getoption("mpi_replay", None) is not None:
+        from ..bootstrap.settings import RANK_TEXTS, setting
+        from ..runner.rank_texts import RankTexts
+
+        config.pluginmanager.register(RankTexts(config, setting(config, RANK_TEXTS)),
+                                      "mpidist-rank-texts")
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     died = config.getoption("mpi_replay_died", "")
     return [f"mpidist: {died}; its keeper reports what rank 0 had logged"] if died else []

@@ -66,7 +66,7 @@ def test_identical_failures_grouped_once():
 
 
 def test_different_failures_each_shown():
-    results = [RankResult(r, [rep("setup"), rep("call", "failed", f"E {r % 2}"),
+    results = [RankResult(r, [rep("setup"), rep("call", "failed", f"E {('even', 'odd')[r % 2]}"),
                               rep("teardown")]) for r in range(4)]
     call = by_when(merge_test(world(4), results))["call"]
     labels = [label for label, _ in call.longrepr.groups]
