@@ -58,7 +58,7 @@ def pytest_unconfigure(config):
 '''
 
 
-#: mpidist's pytest plugins (setup.py's entry points), named with -p when autoload is off
+#: mpidist's pytest plugins (setup.py's entry points), named when autoload is off
 OUR_PLUGINS = ("mpidist.runner.plugin", "mpidist.testing.plugin", "mpidist.supervisor.recorder")
 
 
@@ -80,11 +80,13 @@ def main() -> None:
     parser.add_argument("--json", default="")
     parser.add_argument("--bare", action="store_true",
                         help="no plugin but the runner's own on either side "
-                        "(PYTEST_DISABLE_PLUGIN_AUTOLOAD, -p for the runner)")
+                        "(PYTEST_DISABLE_PLUGIN_AUTOLOAD, PYTEST_PLUGINS for the runner)")
     args = parser.parse_args()
+    # PYTEST_PLUGINS, not -p: pytest looks a -p name up among every installed entry
+    # point first (a scan each), which autoloading does once for every runner
     bare = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"} if args.bare else {}
-    ours_p = [f"-p{m}" for m in OUR_PLUGINS] if args.bare else []
-    theirs_p = ["-ppytest_mpi"] if args.bare else []
+    ours = {**bare, "PYTEST_PLUGINS": ",".join(OUR_PLUGINS)} if args.bare else {}
+    theirs = {**bare, "PYTEST_PLUGINS": "pytest_mpi"} if args.bare else {}
     peers = peers_python()
     precompile()
     rows = []
@@ -103,14 +105,14 @@ def main() -> None:
             junit = root / "mpidist" / "junit.xml"
             for _ in range(args.rounds):
                 seconds, report = run(
-                    [*mpirun(ranks), sys.executable, "-m", "pytest", *ours_p, "--with-mpi",
+                    [*mpirun(ranks), sys.executable, "-m", "pytest", "--with-mpi",
                      "--mpi-backend", "none", f"--junitxml={junit}", "--color=no"],
-                    root / "mpidist", {"BENCH_OUT": str(out), **bare}, expect=1)
+                    root / "mpidist", {"BENCH_OUT": str(out), **ours}, expect=1)
                 walls["mpidist"].append(seconds)
                 peak["mpidist"] = json.loads(out.read_text())["peak_kib"]
-                seconds, _ = run([*mpirun(ranks), peers, "-m", "pytest", *theirs_p,
-                                  "--with-mpi", "--color=no"], root / "pytest_mpi",
-                                 {"BENCH_OUT": str(out), **bare}, expect=1)
+                seconds, _ = run([*mpirun(ranks), peers, "-m", "pytest", "--with-mpi",
+                                  "--color=no"], root / "pytest_mpi",
+                                 {"BENCH_OUT": str(out), **theirs}, expect=1)
                 walls["pytest-mpi"].append(seconds)
                 peak["pytest-mpi"] = json.loads(out.read_text())["peak_kib"]
             row = {"ranks": ranks, "mpidist_s": median(walls["mpidist"]),

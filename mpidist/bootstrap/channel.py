@@ -59,6 +59,7 @@ class ChannelServer:
         self._wake, self._waker = socket.socketpair()  # close() interrupts select()
         self._selector.register(self._wake, selectors.EVENT_READ)
         self._buffers: dict[socket.socket, bytearray] = {}
+        self.served = 0  # requests answered (benchmarks/bench_fanin.py reads it)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="mpidist-channel",
                                         daemon=True)
@@ -123,6 +124,7 @@ class ChannelServer:
             frame = bytes(buffer[_HEADER.size:_HEADER.size + size])
             del buffer[:_HEADER.size + size]
             reply = self._answer(frame)
+            self.served += 1
             if reply is None:
                 self._drop(conn)
                 return

@@ -10,6 +10,7 @@ only then.
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Generator
 
 import pytest
@@ -55,6 +56,11 @@ def pytest_load_initial_conftests(
     if _with_mpi(namespace):
         from .output import start
 
+        # What pytest and the plugins built is kept for the whole run: out of the
+        # garbage collector's reach, no collection walks it again (every rank paid
+        # about a tenth of its start-up there), and the keeper's and the template's
+        # forks share its pages instead of copying each one the collector touches.
+        gc.freeze()
         try:
             keep = setting(early_config, settings.KEEPER, namespace)
         except pytest.UsageError:

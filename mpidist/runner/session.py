@@ -12,6 +12,7 @@ session reports the test in flight from a side thread, finishes the session
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -168,6 +169,10 @@ class MPISession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # What collection imported (torch, the test modules) lives as long as the run:
+        # out of the garbage collector's reach, a collection during a test walks only
+        # what the tests made (as at start-up: runner.plugin)
+        gc.freeze()
         if self.rank != 0:  # the test modules are imported: expecttest, if they use it
             quiet_expecttest()
 

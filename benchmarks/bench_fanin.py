@@ -1,0 +1,148 @@
+"""What rank 0 receives from every rank, measured at 16-256 real ranks and modelled
+beyond: a failure on every rank, and the watchdog's polling of mpidist's channel.
+
+* **A failure on every rank.** One test fails on every rank with a message of its own
+  (the worst case for the report: every rank sends its full payload). Rank 0 times,
+  from ``pytest_runtest_logstart`` to ``pytest_runtest_logfinish``, that test and a
+  passing test with the same body; the difference is the fan-in: receiving P payloads,
+  decoding, grouping (``runner/grouping.py``) and writing one report. The bytes are
+  P times one rank's payload (pytest's JSON of its reports).
+* **The channel.** A 3-s test: rank 0's channel counts the requests it serves while it
+  runs (every rank's watchdog looks for a dump of the test; ``--mpi-peer-grace``'s
+  leader looks for failures).
+
+The model: a least-squares line through the measured points, time = a + b * P and
+bytes = c * P, printed at 1,024 and 4,096 ranks. Its limits: on this box every rank
+shares two cores, so the measured cost includes the time rank 0 waits for its turn on
+a core (an upper bound for a cluster, where a rank has its own core); a network's
+latency and bandwidth are not in it (over 100 Gb/s, 1 MB is ~0.1 ms: small beside the
+decoding, which the line does include); and the line assumes the per-payload cost stays
+flat, which holds while rank 0's memory does (tens of MB at 4,096 ranks).
+
+Usage: python benchmarks/bench_fanin.py [--ranks 16,64,128,256] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import PYTEST_INI, mpirun, precompile, run
+
+SUITE = '''
+import time
+
+from mpi4py import MPI
+
+COMM = MPI.COMM_WORLD
+RANK = COMM.Get_rank()
+
+
+def test_a_passes():
+    COMM.Barrier()
+
+
+def test_b_fails_everywhere():
+    COMM.Barrier()
+    assert RANK < 0, f"rank {RANK} sees a value of {RANK * 7} in {COMM!r}"
+
+
+def test_c_runs_three_seconds():
+    time.sleep(3)
+'''
+
+CONFTEST = '''
+import json, os, time
+
+SPANS, BYTES = {}, {}
+
+
+def pytest_runtest_logstart(nodeid):
+    SPANS[nodeid] = time.perf_counter()
+    if nodeid.endswith("three_seconds"):
+        SPANS["served"] = _served()
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.failed:  # about what one failing rank sends
+        BYTES[report.nodeid] = len(json.dumps(report._to_json(), default=str))
+
+
+def pytest_runtest_logfinish(nodeid):
+    SPANS[nodeid] = time.perf_counter() - SPANS[nodeid]
+    if nodeid.endswith("three_seconds"):
+        SPANS["served"] = _served() - SPANS["served"]
+
+
+def _served():
+    from mpidist import runtime
+    return runtime.current().rendezvous.server.served
+
+
+def pytest_unconfigure(config):
+    if os.environ.get("BENCH_OUT") and not hasattr(config, "workerinput"):  # rank 0
+        with open(os.environ["BENCH_OUT"], "w") as f:
+            json.dump({"spans": SPANS, "bytes": BYTES}, f)
+'''
+
+
+def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """Least squares: y = a + b x."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points) or 1.0
+    b = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return my - b * mx, b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ranks", default="16,64,128,256")
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    precompile()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "pytest.ini").write_text(PYTEST_INI)
+        (root / "test_fanin.py").write_text(SUITE)
+        (root / "conftest.py").write_text(CONFTEST)
+        out = root / "out.json"
+        for ranks in [int(r) for r in args.ranks.split(",")]:
+            run([*mpirun(ranks), sys.executable, "-m", "pytest", "--with-mpi",
+                 "--mpi-backend", "none", "--color=no"], root, {"BENCH_OUT": str(out)},
+                expect=1)
+            data = json.loads(out.read_text())
+            spans = data["spans"]
+            passed = spans["test_fanin.py::test_a_passes"]
+            failed = spans["test_fanin.py::test_b_fails_everywhere"]
+            payload = next(iter(data["bytes"].values()))
+            row = {"ranks": ranks, "fanin_ms": max(0.0, failed - passed) * 1e3,
+                   "bytes": payload * ranks,
+                   "served_per_s": spans["served"] / spans["test_fanin.py::test_c_runs_three_seconds"]}
+            rows.append(row)
+            print(f"{ranks} ranks: fan-in of a failure on every rank {row['fanin_ms']:.0f} ms, "
+                  f"{row['bytes'] / 1024:.0f} KB at rank 0; channel {row['served_per_s']:.0f} "
+                  "requests/s during a long test", flush=True)
+    a, b = fit([(r["ranks"], r["fanin_ms"]) for r in rows])
+    per_byte = sum(r["bytes"] / r["ranks"] for r in rows) / len(rows)
+    c0, c1 = fit([(r["ranks"], r["served_per_s"]) for r in rows])
+    print(f"\n{'ranks':>6}{'fan-in ms':>11}{'KB at rank 0':>14}{'channel req/s':>15}")
+    for row in rows:
+        print(f"{row['ranks']:>6}{row['fanin_ms']:>11.0f}{row['bytes'] / 1024:>14.0f}"
+              f"{row['served_per_s']:>15.0f}")
+    print(f"model: fan-in = {a:.0f} ms + {b:.2f} ms x P; bytes = {per_byte / 1024:.1f} KB x P; "
+          f"channel = {c0:.0f} + {c1:.2f} x P requests/s")
+    for ranks in (1024, 4096):
+        print(f"{ranks:>6}{a + b * ranks:>11.0f}{per_byte * ranks / 1024:>14.0f}"
+              f"{c0 + c1 * ranks:>15.0f}   (modelled)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
