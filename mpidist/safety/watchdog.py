@@ -46,6 +46,7 @@ __all__ = ["Hang", "RankState", "Watchdog", "where"]
 
 TICK = 0.2  # seconds between checks of the deadline and the store
 ANSWER_WAIT = 5.0  # seconds rank 0 waits for every rank's stacks
+LOOK_MAX = 2.0  # seconds at most between a rank's looks for a dump of a long test
 _PREFIX = "mpidist/wd/"
 _WHYS = ("timeout", "peer-failure", "terminated", "died")
 
@@ -89,6 +90,7 @@ class _Test:
     triggered: bool = False
     answered: bool = False
     keys_seen: int = -1  # the store's key count when the leader last looked
+    next_look: float = 0.0  # when this rank next asks the channel for a dump (``_due``)
 
 
 def _state(rank: int, value: str) -> RankState | None:
@@ -239,7 +241,7 @@ class Watchdog:
             elif now - test.failed_at > self.grace:
                 test.triggered = True
                 self.store.put(dump, "peer-failure")
-        if not test.answered and self.store.has(dump):
+        if not test.answered and self._due(test, now) and self.store.has(dump):
             why = self.store.get(dump)
             if why not in _WHYS:
                 return  # not ours: ignored (rank 0 names the key at the end)
@@ -247,6 +249,21 @@ class Watchdog:
             self._answer(test)
             if self._leads(test) and self.on_hang is not None:
                 self.on_hang(self.collect(test, why))
+
+    def _due(self, test: _Test, now: float) -> bool:
+        """Whether to ask the channel for this test's dump now. Every tick for its
+        first second, then less often as the test ages (a quarter of its age, at most
+        every ``LOOK_MAX`` seconds): every rank asks, so a long test at 1,024 ranks
+        would cost rank 0's channel 5,000 requests a second; a dump found up to
+        ``LOOK_MAX`` later is still within ``ANSWER_WAIT``. Rank 0 and a test's
+        leader look for deaths and failures at every tick regardless."""
+        if self.on_hang is not None or self._leads(test):
+            return True
+        if now < test.next_look:
+            return False
+        age = now - (test.deadline - test.timeout)
+        test.next_look = now + (TICK if age < 1.0 else min(LOOK_MAX, age / 4))
+        return True
 
     def _a_rank_died(self, test: _Test | None) -> bool:
         """Rank 0: a keeper posted that its rank died (``safety.keeper``); report it.
