@@ -123,12 +123,13 @@ def main() -> None:
                 expect=1)
             data = json.loads(out.read_text())
             spans, cpu = data["spans"], data["cpu"]
-            passed, failed = ("test_fanin.py::test_a_passes",
-                              "test_fanin.py::test_b_fails_everywhere")
+            passed, failed, long = ("test_fanin.py::test_a_passes",
+                                    "test_fanin.py::test_b_fails_everywhere",
+                                    "test_fanin.py::test_c_runs_ten_seconds")
             row = {"ranks": ranks, "fanin_ms": max(0.0, spans[failed] - spans[passed]) * 1e3,
                    "rank0_cpu_ms": max(0.0, cpu[failed] - cpu[passed]) * 1e3,
                    "bytes": data["bytes"][failed],
-                   "served_per_s": spans["served"] / spans["test_fanin.py::test_c_runs_ten_seconds"]}
+                   "served_per_s": spans["served"] / spans[long]}
             rows.append(row)
             print(f"{ranks} ranks: a failure on every rank: {row['fanin_ms']:.0f} ms at rank 0, "
                   f"{row['rank0_cpu_ms']:.0f} ms of its CPU, {row['bytes'] / 1024:.0f} KB; "

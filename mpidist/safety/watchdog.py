@@ -1,12 +1,11 @@
 """Per-test deadlines and hung-rank reports that work while a rank is stuck in C.
 
-Every rank runs a daemon thread with its own connection to mpidist's channel
-on rank 0 (``bootstrap.channel``; never used by the main thread, which may
-itself be stuck). The main thread only flips a few
-attributes per test; the store is touched only when a test fails or a
-deadline passes, so a healthy run pays nothing. Every value is sealed with
-the job's secret (``bootstrap.signing``) and every read is verified: a value
-a stranger wrote cannot trigger a dump, end the job or change a report.
+Every rank runs a daemon thread with its own connection to mpidist's channel on
+rank 0 (``bootstrap.channel``; never the main thread's, which may be stuck). The
+main thread flips a few attributes per test; the thread looks for a dump of a test
+that lasts (less often as it ages: ``_due``) and writes only when a test fails or a
+deadline passes. Every value is sealed with the job's secret (``bootstrap.signing``)
+and every read verified: a stranger's value cannot trigger a dump or end the job.
 Keys, under ``mpidist/wd/``:
 
 ``dump/<k>``
@@ -20,10 +19,10 @@ Keys, under ``mpidist/wd/``:
     rank r's answer: where its main thread is, every thread's stack, and its
     serialized reports (JSON) if it failed the test.
 
-Rank 0's thread waits a few seconds for the answers (a dead rank gives none),
-then hands a ``Hang`` to the session, which reports the test, writes JUnit
-and ends the job. This is the collective-free path torch's own
-``MultiProcessTestCase`` lacks: it needs no working communicator.
+Rank 0's thread waits a few seconds for the answers (a dead rank gives none), then
+hands a ``Hang`` to the session, which reports the test, writes JUnit and ends the
+job: a path that needs no working communicator (torch's ``MultiProcessTestCase``
+has none).
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ class _Test:
     triggered: bool = False
     answered: bool = False
     keys_seen: int = -1  # the store's key count when the leader last looked
-    next_look: float = 0.0  # when this rank next asks the channel for a dump (``_due``)
+    next_look: float = 0.0  # when this rank next looks for a dump (``_due``)
 
 
 def _state(rank: int, value: str) -> RankState | None:
@@ -117,12 +116,9 @@ class Watchdog:
     """
 
     def __init__(self, world: World, grace: float, channel: object, signer: Signer,
-                 on_hang: Callable[[Hang], None] | None = None,
-                 all_stacks: bool = False) -> None:
-        self.world = world
-        self.grace = grace
-        self.all_stacks = all_stacks
-        self.on_hang = on_hang
+                 on_hang: Callable[[Hang], None] | None = None, all_stacks: bool = False
+                 ) -> None:
+        self.world, self.grace, self.all_stacks, self.on_hang = world, grace, all_stacks, on_hang
         self.store = SealedStore(channel, signer)
         self._main = threading.get_ident()
         self._test: _Test | None = None
@@ -251,18 +247,14 @@ class Watchdog:
                 self.on_hang(self.collect(test, why))
 
     def _due(self, test: _Test, now: float) -> bool:
-        """Whether to ask the channel for this test's dump now. Every tick for its
-        first second, then less often as the test ages (a quarter of its age, at most
-        every ``LOOK_MAX`` seconds): every rank asks, so a long test at 1,024 ranks
-        would cost rank 0's channel 5,000 requests a second; a dump found up to
-        ``LOOK_MAX`` later is still within ``ANSWER_WAIT``. Rank 0 and a test's
-        leader look for deaths and failures at every tick regardless."""
-        if self.on_hang is not None or self._leads(test):
-            return True
-        if now < test.next_look:
-            return False
-        age = now - (test.deadline - test.timeout)
-        test.next_look = now + (TICK if age < 1.0 else min(LOOK_MAX, age / 4))
+        """Whether to look for this test's dump now: every tick for a second, then every
+        quarter of its age, at most every ``LOOK_MAX`` s (every rank looks: at every tick,
+        5,000 requests/s at 1,024 ranks). Rank 0 and the test's leader: every tick."""
+        if self.on_hang is None and not self._leads(test):
+            if now < test.next_look:
+                return False
+            age = now - (test.deadline - test.timeout)
+            test.next_look = now + (TICK if age < 1.0 else min(LOOK_MAX, age / 4))
         return True
 
     def _a_rank_died(self, test: _Test | None) -> bool:

@@ -44,13 +44,14 @@ def test_a_failure_on_every_rank_is_one_group_and_every_text_is_kept(job):
     result = job.run(8, "--mpi-backend", "none", timeout=180)
     assert result.returncode == 1, result.stdout
     lines = section(result.stdout, "test_fails_everywhere")
-    assert lines[0] == "[ranks 0-7/8 (host %s)]" % lines[0].split("host ")[1][:-2]
+    assert lines[0].startswith("[ranks 0-7/8 (host ")
     assert len(lines) <= 25, "\n".join(lines)
     assert ("E       AssertionError: rank {0-7} sees a value of {0, 7, 14, … 49} in "
             "<mpi4py.MPI.Intracomm object at {8 addresses}>") in lines
     assert "rank 0 was here" in "\n".join(lines) and "rank 5 was here" not in result.stdout
     one = section(result.stdout, "test_fails_on_rank_3")
-    assert one[0].startswith("[rank 3/8 (host ") and "E       AssertionError: rank 3 disagrees" in one
+    assert one[0].startswith("[rank 3/8 (host ")
+    assert "E       AssertionError: rank 3 disagrees" in one
     result.lines.fnmatch_lines(["mpidist: 1 failure report(s) grouped ranks whose texts "
                                 "differ; each rank's own text is in the JUnit file*"])
     case = result.testcases()["test_fails_everywhere"]
