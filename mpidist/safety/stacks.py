@@ -15,10 +15,10 @@ from types import FrameType
 
 __all__ = ["thread_stacks", "where"]
 
-_LIBRARY_DIRS = tuple(
+_LIBRARY_DIRS = tuple(  # mpidist's whole package: a checkout installed -e is no user code
     os.path.realpath(p) + os.sep
     for p in {*(sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")),
-              os.path.dirname(__file__)}
+              os.path.dirname(os.path.dirname(__file__))}
 )
 
 
