@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -32,3 +32,30 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     would warn in each of them for want of a loop scope."""
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:asyncio")
     return pytester
+
+
+class _ClusterTogether:
+    """tests/run.sh runs the suite under pytest-xdist with ``--dist loadfile``: a file's
+    tests share its module-scoped mpirun runs, so each file goes to one worker whole.
+    The namespace and Slurm clusters are one resource of the machine (their names,
+    addresses and daemons), so the files of tests/cluster go to one worker together,
+    one after another. (``--dist loadgroup`` would say this with marks, but pytest 9.2's
+    node ids no longer take xdist's group suffix.)"""
+
+    @staticmethod
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+        if config.getvalue("dist") != "loadfile":
+            return None
+        from xdist.scheduler import LoadFileScheduling
+
+        class Scheduling(LoadFileScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                path = nodeid.split("::", 1)[0]
+                return "cluster" if path.split("/")[-2:-1] == ["cluster"] else path
+
+        return Scheduling(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_ClusterTogether(), "mpidist-tests-scheduling")

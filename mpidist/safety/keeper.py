@@ -169,10 +169,14 @@ def _keep(child: int, sock: socket.socket) -> None:
             status = 70 << 8
             break
     messages, held = _read_all(sock)
+    command = next((m for m in reversed(messages) if "on_death" in m), None)
     if not any(m.get("done") for m in messages):
         contact = next((m for m in messages if "secret" in m), None)
-        command = next((m for m in reversed(messages) if "on_death" in m), None)
         _report_death(contact, died_how(status), command)
+    if command is not None and command.get("remove"):
+        # also when the child reported and then ended the job without its own clean-up
+        # (a hang's report ends the job from a watchdog thread): nothing else would
+        shutil.rmtree(str(command["remove"]), ignore_errors=True)
     del held  # the launcher's sockets close with this process, as the child's would have
     _exit_as(status)
 
@@ -252,9 +256,6 @@ def _run_on_death(command: dict[str, Any], died: str) -> None:
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"mpidist: the report of the death could not be written: {exc}",
               file=sys.stderr, flush=True)
-    finally:
-        if command.get("remove"):
-            shutil.rmtree(str(command["remove"]), ignore_errors=True)
 
 
 def _wait_limit() -> float:

@@ -42,12 +42,18 @@ def slowed(node: str, rate: str = "40mbit") -> Iterator[None]:
 VIRIDIS_LOW = (0.267, 0.005, 0.329)  # the colour of ~0 GB/s (vmin is 0)
 
 
-def low_fraction(path) -> float:
-    """Share of the heatmap's pixels in the colour of a ~0 GB/s cell."""
+def low_fraction(path, colour: tuple[float, ...] = VIRIDIS_LOW) -> float:
+    """Share of the heatmap's pixels in ``colour`` (default: that of a ~0 GB/s cell)."""
     np = pytest.importorskip("numpy")
     image = pytest.importorskip("matplotlib.image").imread(str(path))[..., :3]
     assert image.shape[0] > 300 and image.shape[1] > 300
-    return float((np.linalg.norm(image - np.array(VIRIDIS_LOW), axis=-1) < 0.08).mean())
+    return float((np.linalg.norm(image - np.array(colour), axis=-1) < 0.08).mean())
+
+
+def colour_of(value: float, matrix: list[list[float | None]]) -> tuple[float, ...]:
+    """The heatmap's colour for ``value``: viridis from 0 to the matrix's largest value."""
+    top = max(v for row in matrix for v in row if v is not None)
+    return tuple(pytest.importorskip("matplotlib").colormaps["viridis"](value / top)[:3])
 
 
 def test_healthy_cluster_passes_every_check(ns_cluster, make_job):
@@ -88,8 +94,9 @@ def test_slow_node_is_named_and_only_it(ns_cluster, make_job):
     fast = bw[0][1]
     assert bw[0][2] < fast / 5 and bw[1][2] < fast / 5  # both of its links, in the JSON
     assert sorted(map(tuple, report["links"]["rechecked"])) == [(0, 2), (1, 2)]  # slow twice
-    # the heatmap shows it: its 4 cells (row and column) are in the ~0 GB/s colour
-    assert low_fraction(job.path / "v.png") > 0.1
+    # the heatmap shows it: its 4 cells (row and column) are in a slow link's colour, near
+    # the bottom of the scale (how near depends on how fast the others ran on a busy box)
+    assert low_fraction(job.path / "v.png", colour_of(bw[0][2], bw)) > 0.1
 
 
 def test_an_environment_difference_is_an_inventory_finding(ns_cluster, make_job):
