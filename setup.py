@@ -40,7 +40,7 @@ setup(
     entry_points={
         # Three plugins, one per layer, so that no layer imports the one above
         # it: the runner, torch's spawning classes (testing), the journal (supervisor).
-        "pytest11": ["mpidist = mpidist.runner.plugin",
+        "pytest11": ["mpidist = mpidist.session.plugin",
                      "mpidist_testing = mpidist.testing.plugin",
                      "mpidist_journal = mpidist.supervisor.recorder"],
         "console_scripts": ["mpidist = mpidist.cli:main"],

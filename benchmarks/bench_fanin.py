@@ -6,7 +6,7 @@ beyond: a failure on every rank, and the watchdog's polling of mpidist's channel
   from ``pytest_runtest_logstart`` to ``pytest_runtest_logfinish``, that test and a
   passing test with the same body, in wall time and in its own CPU time; the
   difference is the fan-in: receiving P payloads, decoding, grouping
-  (``runner/grouping.py``) and writing one report. On this box the wall time also
+  (``report/grouping.py``) and writing one report. On this box the wall time also
   holds the other ranks' own work on a failure (pytest's traceback, their payload),
   which here shares rank 0's two cores; rank 0's CPU time is what the fan-in costs it.
   The bytes are the ranks' failure texts as rank 0 holds them.

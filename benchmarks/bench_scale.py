@@ -59,7 +59,7 @@ def pytest_unconfigure(config):
 
 
 #: mpidist's pytest plugins (setup.py's entry points), named when autoload is off
-OUR_PLUGINS = ("mpidist.runner.plugin", "mpidist.testing.plugin", "mpidist.supervisor.recorder")
+OUR_PLUGINS = ("mpidist.session.plugin", "mpidist.testing.plugin", "mpidist.supervisor.recorder")
 
 
 def failures_lines(stdout: str) -> int:

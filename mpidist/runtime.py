@@ -47,7 +47,7 @@ class Runtime:
         generation: how many times the default group was (re)started.
         reason: why ``auto`` chose what it chose, when a rank had a GPU
             (empty otherwise).
-        tag: "" for the world; a packed group's name (``runner.subworld``), which
+        tag: "" for the world; a packed group's name (``placement.subworld``), which
             prefixes its process group's store keys and torch's shared files.
         user_comm: a packed group's communicator for the code under test
             (``COMM_WORLD``'s part), None for the world.
@@ -265,7 +265,7 @@ def restore_default_group() -> None:
 
 def swap(rt: Runtime) -> Runtime:
     """Make ``rt`` the current runtime and return the one it replaces: a packed
-    group's view of the job (``runner.subworld``) while its tests run."""
+    group's view of the job (``placement.subworld``) while its tests run."""
     global _runtime
     old, _runtime = current(), rt
     return old

@@ -34,7 +34,7 @@ if compgen -G "$repo/.whl/*.whl" >/dev/null; then
     "$venv/bin/python" -m pip install -q --no-index --no-deps "$repo"/.whl/*.whl || exit 1
     py="$venv/bin/python"
 fi
-if ! "$py" -c "import mpidist.runner.plugin" 2>/dev/null; then
+if ! "$py" -c "import mpidist.session.plugin" 2>/dev/null; then
     echo "gpu-check: mpidist is not installed for $py: run scripts/gpu-check.sh --prepare" \
          "where pip works, and carry .whl" >&2
     exit 1

@@ -18,14 +18,12 @@ Every wait is ``wait_all``: ``Testall`` and ``sched_yield`` in a loop.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from array import array
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence, overload
 
-from .results import PHASES
+from ..report.codec import Record
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -33,38 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["Exchange", "Outbox", "Record", "wait_all"]
 
 _PAYLOAD_TAG = 7001
-
-
-@dataclass
-class Record:
-    """The fixed-size part of a rank's result: what the root always receives.
-
-    Attributes:
-        payload_len: bytes of the full payload that follows (0: compact, none).
-        durations: phase -> seconds, for the phases this rank ran.
-        subtests: how many subtests ran (compact: all of them passed).
-        digest: 48 bits identifying those subtests (``results.subtest_digest``).
-    """
-
-    payload_len: int = 0
-    durations: dict[str, float] = field(default_factory=dict)
-    subtests: int = 0
-    digest: int = 0
-
-    #: doubles on the wire: length, one per phase, subtest count, digest
-    SIZE = 3 + len(PHASES)
-
-    def to_array(self) -> array[float]:
-        return array("d", [float(self.payload_len)]
-                     + [self.durations.get(when, math.nan) for when in PHASES]
-                     + [float(self.subtests), float(self.digest)])
-
-    @classmethod
-    def from_array(cls, values: Sequence[float]) -> Record:
-        n = len(PHASES)
-        durations = {when: values[1 + i] for i, when in enumerate(PHASES)
-                     if not math.isnan(values[1 + i])}
-        return cls(int(values[0]), durations, int(values[1 + n]), int(values[2 + n]))
 
 
 def wait_all(requests: Sequence[MPI.Request], within: float | None = None) -> bool:

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import pytest
 
-__all__ = ["NO_LIMIT", "apply_markers", "closest_markers", "item_timeout", "timeout_of"]
+__all__ = ["ISOLATED", "MARGIN", "NO_LIMIT", "apply_markers", "closest_markers", "item_timeout",
+           "timeout_of"]
 
 _TIMEOUT = pytest.StashKey[float]()  # read at collection, once per item
+#: item stash key: how the test is isolated (set by ``isolation.rank``): "item" (the whole
+#: test runs in a child of the template) or "torch" (torch's child protocol, ``_run``,
+#: runs in one); the pipeline reads it
+ISOLATED = pytest.StashKey[str]()
+#: seconds a rank waits past an isolated test's limit before its own watchdog
+#: acts: the child ends itself at the limit, and its report must win
+MARGIN = 30.0
 #: pytest-timeout's 0, "no time limit": a year (a finite number: the watchdog's clock,
 #: and an isolated child's ``faulthandler`` deadline, take no infinity)
 NO_LIMIT = 365 * 24 * 3600.0

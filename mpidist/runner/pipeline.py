@@ -1,23 +1,22 @@
 """One test on one group of ranks: agree, run without logging, exchange, merge, replay.
 
-Every rank of the group runs the test through pytest's
-``runtestprotocol(log=False)``; subtest reports that pytest would log
-mid-test are held back as well (``held``), so nothing reaches a reporter on any
-rank until the group's root has every rank's result. Before the body the ranks
-agree on it (a setup skip or error on some ranks stops the body everywhere).
-The root merges the results (``merge``) and replays ONE report per phase
-(``replay``).
+Every rank of the group runs the test through pytest's ``runtestprotocol(log=False)``;
+subtest reports that pytest would log mid-test are held back as well (``held``), so
+nothing reaches a reporter on any rank until the group's root has every rank's result.
+Before the body the ranks agree on it (a setup skip or error on some ranks stops the
+body everywhere). The root merges the results (``merge``) and replays ONE report per
+phase (``replay``).
 
-Most tests need nothing more: the other ranks send their result and go on, and
-the root logs the test once the next test's setup is done, so after a test no
-rank waits for another. A test whose merged result could stop the session or
-run it again (``-x``, ``--maxfail``, ``--sw``, ``--reruns``, a reporter outside
-pytest and mpidist) and the last test get a verdict: the root broadcasts
-whether the session must stop, so every rank stops at the same test, and
-whether the test runs again (``reruns``), so every rank reruns it or none does
--- after the replay when a rank failed, before it when all passed (``_exchange``).
-The root says at the body agreement which kind the test is. The watchdog hears
-when the test begins, when this rank is done (failed?), when the group is past it.
+Most tests need nothing more: the other ranks send their result and go on, and the root
+logs the test once the next test's setup is done, so after a test no rank waits for
+another. A test whose merged result could stop the session or run it again (``-x``,
+``--maxfail``, ``--sw``, ``--reruns``, a reporter outside pytest and mpidist) and the
+last test get a verdict: the root broadcasts whether the session must stop, so every
+rank stops at the same test, and whether the test runs again (``reruns``), so every rank
+reruns it or none does -- after the replay when a rank failed, before it when all passed
+(``_exchange``). The root says at the body agreement which kind the test is. The
+watchdog hears when the test begins, when this rank is done (failed?), when the group is
+past it.
 """
 
 from __future__ import annotations
@@ -25,37 +24,42 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Protocol
 
 import pytest
 from _pytest.reports import TestReport
 from _pytest.runner import runtestprotocol
 
+from ..report.codec import decode, encode
+from ..report.merge import merge_test
+from ..report.replay import replay
+from ..report.results import AGREED, LEFT_EARLY, RankResult, mark_call, test_outcome
 from .agreement import PASSED, Agreement, setup_status
-from .codec import decode, encode
 from .exchange import Exchange, wait_all
 from .group import Group
 from .held import Held
-from .isolate.rank import ISOLATED, MARGIN
-from .markers import item_timeout
-from .merge import merge_test
-from .replay import replay
+from .markers import ISOLATED, MARGIN, item_timeout
 from .reruns import mark_rerun, prepare_rerun, reruns_of
-from .results import AGREED, LEFT_EARLY, RankResult, mark_call, test_outcome
 from .sticky import Sticky
 from .stops import may_stop_on_a_pass, needs_verdict, stop_like_the_root
 
 if TYPE_CHECKING:
+    from ..report.output import RankOutput
     from ..safety.watchdog import Watchdog
-    from .isolate.rank import Isolation
-    from .output import RankOutput
 
-__all__ = ["TestPipeline"]
+__all__ = ["Isolates", "TestPipeline"]
+
+
+class Isolates(Protocol):
+    """What the pipeline asks of isolation (``isolation.rank.Isolation``, a stage
+    above it that the session hands in): run a marked test in a fresh child."""
+    def begin(self, group: Group, index: int, timeout: float) -> None: ...
+    def run(self, item: pytest.Item, group: Group, index: int,
+            timeout: float) -> tuple[list[TestReport], list[TestReport]]: ...
 
 @dataclass
 class _Pending:
     """The root's part of a test whose other ranks' results are still arriving."""
-
     index: int
     ihook: Any
     item: pytest.Item
@@ -89,9 +93,8 @@ class TestPipeline:
         self._held = Held()
         self._sync = True  # this test waits for the root's verdict (told at the agreement)
         # -x/--maxfail/--sw: a failure stops the session (read once: fixed for the session)
-        self._stops_on_failure = bool(config.option.maxfail
-                                      or config.getoption("stepwise", False)
-                                      or config.getoption("stepwise_skip", False))
+        self._stops_on_failure = bool(config.option.maxfail or config.getoption(
+            "stepwise", False) or config.getoption("stepwise_skip", False))
         self._pending: _Pending | None = None  # the root: a test not logged yet
         self._logstart: tuple[Any, pytest.Item] | None = None  # the root: logged after it
         self._lock = threading.Lock()
@@ -100,7 +103,7 @@ class TestPipeline:
         self._settling: _Pending | None = None  # the root's main thread collects it
         self._logging = False  # ... and is logging it now
         self.sink: Callable[[pytest.Item, list[TestReport]], None] | None = None
-        self.isolation: Isolation | None = None  # runs the tests marked ``ISOLATED``
+        self.isolation: Isolates | None = None  # runs the tests marked ``ISOLATED``
         self.sticky = Sticky(group.world.describe(group.world.rank))  # a poisoned CUDA context
 
     def use(self, group: Group,

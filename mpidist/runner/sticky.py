@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .results import report_text
+from ..report.results import report_text
 
 if TYPE_CHECKING:
     from _pytest.reports import TestReport

@@ -225,7 +225,7 @@ def synthesized_failure(nodeid: str, message: str, abnormal: str = "") -> list[d
     """Serialized setup/call/teardown reports for a test no rank could report on
     (rank 0 died, or the test never got to run), in pytest's own wire format;
     ``abnormal``: why it ended the job (also its ``mpi_outcomes`` in JUnit)."""
-    from ..runner.failures import failed_reports
+    from ..report.failures import failed_reports
 
     path, _, name = nodeid.partition("::")
     properties = [("mpi_outcomes", abnormal)] if abnormal else []

@@ -36,9 +36,9 @@ from _pytest.reports import TestReport
 
 from ..bootstrap import settings
 from ..bootstrap.settings import setting
-from ..runner.plugin import rank_of
-from ..runner.results import ABNORMAL
+from ..report.results import ABNORMAL
 from ..safety import keeper
+from ..session.plugin import rank_of
 from .journal import JournalWriter, read_journal
 from .replay import replay_command
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import pytest
 
-from ..runner.replay import replay
+from ..report.replay import replay
 from .journal import JournalState, read_journal, synthesized_failure
 
 __all__ = ["replay_command"]
@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     would have written them (the journal keeps them on the merged reports)."""
     if config.getoption("mpi_replay", None) is not None:
         from ..bootstrap.settings import RANK_TEXTS, setting
-        from ..runner.rank_texts import RankTexts
+        from ..report.rank_texts import RankTexts
 
         config.pluginmanager.register(RankTexts(config, setting(config, RANK_TEXTS)),
                                       "mpidist-rank-texts")

@@ -5,7 +5,7 @@ without it -- the rank does ``setUp`` (its rank, the agreed ``file_name`` and
 TEMP_DIR), judges the exit code and tears down -- except that the child's work,
 the class's ``_run`` (a fresh instance, the body, the process group the class
 starts itself), runs in a child forked from the rank's warm template
-(``runner.isolate``) instead of in the rank. That is torch's own process per rank
+(``isolation``) instead of in the rank. That is torch's own process per rank
 per test, without torch's cost of spawning and importing it: global state the
 body leaves (an RPC agent, RRef contexts, module globals) dies with the child.
 
@@ -38,7 +38,7 @@ def runs_in_children(cls: type | None) -> bool:
 
 def forker(item: pytest.Item) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
     """What forks the item's torch child, or None when the item is not isolated so."""
-    from ..runner.isolate.rank import ISOLATED
+    from ..runner.markers import ISOLATED
 
     isolation: Any = item.config.pluginmanager.get_plugin("mpidist-isolation")
     if isolation is None or item.stash.get(ISOLATED, "") != "torch":

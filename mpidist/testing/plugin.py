@@ -32,14 +32,14 @@ import pytest
 
 from ..bootstrap import settings
 from ..bootstrap.settings import setting
-from ..runner.results import CALL_MARKS, LEFT_EARLY, ROOT_DECIDES, SAT_OUT
+from ..report.results import CALL_MARKS, LEFT_EARLY, ROOT_DECIDES, SAT_OUT
 
 __all__: list[str] = []
 
 
 def _active(config: pytest.Config) -> bool:
     """Under ``--with-mpi`` in a rank (an isolation template has no MPI, no runtime)."""
-    from ..runner.isolate.template import in_template
+    from ..isolation.template import in_template
 
     return bool(config.getoption("with_mpi", False)) and not in_template()
 
@@ -55,11 +55,11 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: object) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A torch spawning class's ``world_size`` sizes its tests (``runner.sizes``)."""
+    """A torch spawning class's ``world_size`` sizes its tests (``placement.sizes``)."""
     if not _active(config):
         return
-    from ..runner.isolate.rank import TORCH_CHILD
-    from ..runner.sizes import TORCH_SIZE
+    from ..isolation.rank import TORCH_CHILD
+    from ..placement.sizes import TORCH_SIZE
     from . import compat, forked
 
     sizes: dict[type, int | None] = {}

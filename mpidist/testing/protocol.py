@@ -152,7 +152,7 @@ class ChildError(Exception):
 def fork_with(fork: Callable[[dict[str, Any]], dict[str, Any]] | None) -> None:
     """Run the next ``run_as_child`` calls through ``fork`` (None: in this process).
     ``fork`` takes ``run_fresh``'s arguments and returns ``code``, ``error``,
-    ``skip`` and ``died`` (``runner.isolate``)."""
+    ``skip`` and ``died`` (``isolation``)."""
     _fork[:] = [fork] if fork is not None else []
 
 

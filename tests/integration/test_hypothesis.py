@@ -1,5 +1,5 @@
 """hypothesis under real mpirun: every rank draws the same examples and ends a test
-together (mpidist/runner/examples.py, draws.py).
+together (mpidist/plugins/examples.py, draws.py).
 
 One suite, run once without a seed flag (the collective, a failure on one rank, a
 deadline and a health check that one rank alone would hit, the database), then twice

@@ -1,5 +1,5 @@
 """Plugins that write a file of the session, under real mpirun: one file, written by
-rank 0 from the merged results (mpidist/runner/writers.py).
+rank 0 from the merged results (mpidist/plugins/writers.py).
 
 pytest-html, pytest-reportlog and pytest-json-report from PyPI, pytest's own
 ``--log-file``, a conftest plugin mpidist has never heard of that follows

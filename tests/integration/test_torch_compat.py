@@ -75,7 +75,7 @@ def test_torch_exit_code_skip_becomes_a_skip(torch_run):
 
 
 def test_smaller_world_runs_on_a_group_of_its_size(torch_run):
-    # world_size 2 on 4 ranks: a packed group of 2, whose ranks are 0 and 1 (runner.sizes)
+    # world_size 2 on 4 ranks: a packed group of 2, whose ranks are 0 and 1 (placement.sizes)
     result, path = torch_run
     assert sorted(p.name for p in path.glob("ran-pair-*")) == ["ran-pair-0", "ran-pair-1"]
     case = result.testcases()["test_pair"]

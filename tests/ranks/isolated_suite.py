@@ -96,7 +96,7 @@ def test_n_segfault_late():
 
 def test_o_after_late_crash():
     assert _sum() == dist.get_world_size()
-    from mpidist.runner.isolate.process import collapsible, huge_page_mib
+    from mpidist.isolation.process import collapsible, huge_page_mib
 
     if collapsible():  # the template, this process's parent, did at its 32nd child
         assert huge_page_mib(os.getppid()) > 0, "the template's memory is not in huge pages"

@@ -8,7 +8,7 @@ import math
 import pytest
 from _pytest.reports import TestReport
 
-from mpidist.runner.codec import decode, encode, is_compact
+from mpidist.report.codec import decode, encode, is_compact
 from mpidist.runner.exchange import Record
 
 
@@ -77,7 +77,7 @@ def test_payload_is_json_not_pickle(pytestconfig):
 def test_passed_subtests_travel_as_count_and_digest(pytestconfig):
     from _pytest.subtests import SubtestContext, SubtestReport
 
-    from mpidist.runner.results import subtest_digest
+    from mpidist.report.results import subtest_digest
 
     subs = [SubtestReport._new(rep("call"), SubtestContext(msg=None, kwargs={"i": i}), None,
                                None) for i in range(3)]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mpidist.runner.output import drain
+from mpidist.report.output import drain
 
 
 @contextmanager

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from mpidist.bootstrap.world import World, format_hosts
-from mpidist.runner.failures import DIFFERS, Crash
-from mpidist.runner.grouping import group_texts, summarize
-from mpidist.runner.merge import merge_test
-from mpidist.runner.results import RANK_TEXTS, RankResult
+from mpidist.report.failures import DIFFERS, Crash
+from mpidist.report.grouping import group_texts, summarize
+from mpidist.report.merge import merge_test
+from mpidist.report.results import RANK_TEXTS, RankResult
 
 from .test_merge import rep
 

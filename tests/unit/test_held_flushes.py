@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from _pytest._io import TerminalWriter
 
-from mpidist.runner.output import RankOutput
+from mpidist.report.output import RankOutput
 
 
 class CountingRaw(io.RawIOBase):

@@ -11,16 +11,16 @@ import pytest
 
 from mpidist.bootstrap import settings
 from mpidist.bootstrap.settings import setting
-from mpidist.runner.isolate.child import STOPPED, body_verdict
-from mpidist.runner.isolate.process import collapsible
-from mpidist.runner.isolate.rank import (
+from mpidist.isolation.child import STOPPED, body_verdict
+from mpidist.isolation.process import collapsible
+from mpidist.isolation.rank import (
     TORCH_CHILD,
     describe_end,
     isolated_by,
     trim_stacks,
 )
-from mpidist.runner.isolate.wire import receive, send
-from mpidist.runner.sizes import TORCH_SIZE
+from mpidist.isolation.wire import receive, send
+from mpidist.placement.sizes import TORCH_SIZE
 
 
 def test_describe_end_names_signal_exit_timeout_and_stop():
@@ -43,7 +43,7 @@ def test_trim_stacks_keeps_the_tests_frames_only():
         '  File "/suite/test_x.py", line 10 in test_hang',
         '  File "/site/_pytest/python.py", line 187 in pytest_pyfunc_call',
         '  File "/site/pluggy/_callers.py", line 103 in _multicall',
-        '  File "/src/mpidist/runner/isolate/child.py", line 154 in main',
+        '  File "/src/mpidist/isolation/child.py", line 154 in main',
         '  File "<frozen runpy>", line 88 in _run_code',
     ])
     kept = trim_stacks(text).splitlines()
@@ -112,7 +112,7 @@ def test_collapse_to_huge_pages_backs_the_heap_with_huge_pages():
 
     code = (
         "import hashlib\n"
-        "from mpidist.runner.isolate.process import collapse_to_huge_pages\n"
+        "from mpidist.isolation.process import collapse_to_huge_pages\n"
         "blob = bytearray(range(256)) * (256 * 1024)  # 64 MiB, touched\n"
         "before = hashlib.sha256(blob).hexdigest()\n"
         "mib = collapse_to_huge_pages()\n"

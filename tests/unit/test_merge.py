@@ -6,9 +6,9 @@ import pytest
 from _pytest.reports import TestReport
 
 from mpidist.bootstrap.world import World
-from mpidist.runner.failures import RankedFailure
-from mpidist.runner.merge import merge_test, outcome_map
-from mpidist.runner.results import ROOT_DECIDES, SAT_OUT, RankResult
+from mpidist.report.failures import RankedFailure
+from mpidist.report.merge import merge_test, outcome_map
+from mpidist.report.results import ROOT_DECIDES, SAT_OUT, RankResult
 
 
 def world(n: int, hosts: tuple[str, ...] | None = None) -> World:
@@ -189,7 +189,7 @@ def test_subtest_missing_on_a_rank_is_a_failure():
 
 
 def compact_subs(rank: int, subs: list[TestReport]) -> RankResult:
-    from mpidist.runner.results import subtest_digest
+    from mpidist.report.results import subtest_digest
 
     return RankResult(rank, None, durations={"setup": 0.0, "call": 0.1, "teardown": 0.0},
                       subtest_count=len(subs), subtest_digest=subtest_digest(subs))

@@ -38,17 +38,19 @@ def test_pytest_mpi_is_not_a_dependency():
 
 # Layers, bottom to top: a module imports only from its own layer or below,
 # at module level, inside functions (lazy imports) and under TYPE_CHECKING.
-LAYERS = ["errors", "bootstrap", "backends", "runtime", "safety", "runner", "testing",
-          "validation", "supervisor", "__init__", "cli"]
+LAYERS = ["errors", "bootstrap", "backends", "runtime", "safety", "report", "runner",
+          "plugins", "placement", "isolation", "session", "testing", "validation",
+          "supervisor", "__init__", "cli"]
 #: pure logic: no mpi4py or torch import at all, lazy ones included
 PURE = {"errors", "bootstrap.settings", "bootstrap.netif", "bootstrap.slurm",
         "bootstrap.launchers", "safety.keeper",
-        "runner.results", "runner.merge", "runner.failures", "runner.codec",
-        "runner.replay", "runner.markers", "runner.collection", "runner.reruns",
-        "runner.companions", "runner.writers", "runner.draws", "supervisor.journal",
+        "report.results", "report.merge", "report.failures", "report.codec",
+        "report.replay", "report.grouping", "report.rank_texts", "runner.markers",
+        "session.collection", "runner.reruns", "plugins.companions", "plugins.writers",
+        "plugins.draws", "placement.planner", "supervisor.journal",
         "supervisor.relaunch", "supervisor.replay"}
 #: loaded by pytest at start-up, with or without --with-mpi
-ENTRY_POINTS = {"runner.plugin", "testing.plugin", "supervisor.recorder", "runner.fixtures",
+ENTRY_POINTS = {"session.plugin", "testing.plugin", "supervisor.recorder", "runner.fixtures",
                 "__init__"}
 PACKAGE = ROOT / "mpidist"
 MODULES = sorted(PACKAGE.rglob("*.py"))

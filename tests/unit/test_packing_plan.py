@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mpidist.bootstrap.world import World
-from mpidist.runner.planner import cut, order
-from mpidist.runner.subworld import group_world
+from mpidist.placement.planner import cut, order
+from mpidist.placement.subworld import group_world
 
 
 def test_groups_of_one_size_fill_the_world():

@@ -7,9 +7,9 @@ import argparse
 
 import pytest
 
-from mpidist.runner.companions import isolation_mode, timeout_default
-from mpidist.runner.draws import test_seed
-from mpidist.runner.examples import (
+from mpidist.plugins.companions import isolation_mode, timeout_default
+from mpidist.plugins.draws import test_seed
+from mpidist.plugins.examples import (
     ESCAPE,
     FAIL,
     INVALID,
@@ -18,9 +18,9 @@ from mpidist.runner.examples import (
     origin_of,
     react,
 )
+from mpidist.report.merge import merge_test
+from mpidist.report.results import ECHO, RankResult
 from mpidist.runner.markers import NO_LIMIT, timeout_of
-from mpidist.runner.merge import merge_test
-from mpidist.runner.results import ECHO, RankResult
 
 from .test_merge import rep, world
 
@@ -147,7 +147,7 @@ def test_forked_with_isolation_off_is_a_usage_error():
 def test_a_worker_writes_no_cache_and_no_log(pytester: pytest.Pytester):
     from _pytest.cacheprovider import Cache
 
-    from mpidist.runner.writers import adopt, not_the_writer
+    from mpidist.plugins.writers import adopt, not_the_writer
 
     config = pytester.parseconfig("--log-file=x.log", "-p", "no:randomly")
     saved = Cache.set

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mpidist.bootstrap.world import World, format_ranks
-from mpidist.runner.collection import describe_mismatch, fingerprint, first_difference
 from mpidist.runner.group import Members
+from mpidist.session.collection import describe_mismatch, fingerprint, first_difference
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from .markers import NO_LIMIT
+from ..runner.markers import NO_LIMIT
 
 __all__ = ["TimeoutTimers", "check_companions", "isolation_mode", "share_coverage",
            "timeout_default"]

@@ -54,7 +54,7 @@ def pytest_load_initial_conftests(
     # Outermost wrapper: runs before pytest's capture plugin starts capturing.
     namespace = early_config.known_args_namespace
     if _with_mpi(namespace):
-        from .output import start
+        from ..report.output import start
 
         # What pytest and the plugins built is kept for the whole run: out of the
         # garbage collector's reach, no collection walks it again (every rank paid
@@ -70,7 +70,7 @@ def pytest_load_initial_conftests(
 
             keeper.start()
         if _isolation(early_config, namespace) != "off":  # before MPI exists, as the keeper
-            from .isolate import template
+            from ..isolation import template
 
             template.fork()
             if template.in_template():  # this process never starts MPI
@@ -85,7 +85,7 @@ def pytest_load_initial_conftests(
 
 
 def _isolation(config: pytest.Config, namespace: Any) -> str:
-    from .companions import isolation_mode
+    from ..plugins.companions import isolation_mode
 
     try:
         return isolation_mode(str(setting(config, settings.ISOLATE, namespace)), namespace)
@@ -94,7 +94,7 @@ def _isolation(config: pytest.Config, namespace: Any) -> str:
 
 
 def _hand_output_to_template() -> None:
-    from .isolate import template
+    from ..isolation import template
 
     link = template.link()
     if link is not None:
@@ -115,7 +115,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     # an --junitxml path on ranks > 0, and MPISession's own configure hooks
     # must take part in the normal (ordered) configure call.
     if _with_mpi(config.option):
-        from .isolate import template
+        from ..isolation import template
 
         if template.in_template():
             config.pluginmanager.register(template.TemplatePlugin(config),
@@ -143,7 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "timeout(seconds): per-test time limit (pytest-timeout's marker; "
         "mpidist's watchdog honours it under --with-mpi).")
     config.addinivalue_line("markers", "mpi_xfail: expect this test to fail under --with-mpi.")
-    from . import fixtures
+    from ..runner import fixtures
 
     if not config.pluginmanager.is_registered(fixtures):
         config.pluginmanager.register(fixtures, "mpidist-fixtures")
@@ -153,7 +153,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    from .sizes import generate
+    from ..placement.sizes import generate
 
     generate(metafunc)
 

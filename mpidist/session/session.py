@@ -26,30 +26,30 @@ from ..bootstrap.settings import is_set, setting
 from ..bootstrap.slurm import SLURM_VARS
 from ..bootstrap.slurm import compare as compare_slurm
 from ..errors import MpidistError
-from ..safety import keeper
-from ..safety.signals import on_sigterm
-from ..safety.watchdog import Hang, Watchdog
-from .codec import decode_payload
-from .collection import CollectionAgreement
-from .companions import (
+from ..placement.packing import Packer
+from ..plugins.companions import (
     TimeoutTimers,
     check_companions,
     isolation_mode,
     share_coverage,
     timeout_default,
 )
-from .examples import ExampleAgreement
-from .failures import Labels, describe_hang, failed_reports
-from .group import Group, Members
-from .output import drain, start
-from .packing import Packer
-from .pipeline import TestPipeline
-from .rank_texts import RankTexts
-from .replay import replay
-from .writers import not_the_writer, quiet_expecttest
+from ..plugins.examples import ExampleAgreement
+from ..plugins.writers import not_the_writer, quiet_expecttest
+from ..report.codec import decode_payload
+from ..report.failures import Labels, describe_hang, failed_reports
+from ..report.output import drain, start
+from ..report.rank_texts import RankTexts
+from ..report.replay import replay
+from ..runner.group import Group, Members
+from ..runner.pipeline import TestPipeline
+from ..safety import keeper
+from ..safety.signals import on_sigterm
+from ..safety.watchdog import Hang, Watchdog
+from .collection import CollectionAgreement
 
 if TYPE_CHECKING:
-    from .isolate.rank import Isolation
+    from ..isolation.rank import Isolation
 
 __all__ = ["MPISession"]
 
@@ -128,12 +128,12 @@ class MPISession:
 
     def _isolation(self, config: pytest.Config, mode: str) -> Isolation | None:
         """What runs the isolated tests, when this rank forked a template."""
-        from .isolate import template
+        from ..isolation import template
 
         link = template.link()
         if link is None:
             return None
-        from .isolate.rank import Isolation
+        from ..isolation.rank import Isolation
 
         rt = runtime.current()
         isolation = Isolation(config, link, mode, rt.world,
@@ -171,7 +171,7 @@ class MPISession:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # What collection imported (torch, the test modules) lives as long as the run:
         # out of the garbage collector's reach, a collection during a test walks only
-        # what the tests made (as at start-up: runner.plugin)
+        # what the tests made (as at start-up: session.plugin)
         gc.freeze()
         if self.rank != 0:  # the test modules are imported: expecttest, if they use it
             quiet_expecttest()

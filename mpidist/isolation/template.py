@@ -33,8 +33,8 @@ from typing import Any
 
 import pytest
 
-from ...safety.signals import die_with
-from ..writers import not_the_writer
+from ..plugins.writers import not_the_writer
+from ..safety.signals import die_with
 from .process import collapse_to_huge_pages, drop_inherited
 from .wire import receive, send
 

@@ -28,29 +28,23 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 from _pytest.reports import TestReport
 
-from ..failures import failed_reports
-from ..markers import closest_markers
-from ..results import DIED
-from ..sizes import TORCH_SIZE
+from ..placement.sizes import TORCH_SIZE
+from ..report.failures import failed_reports
+from ..report.results import DIED
+from ..runner.markers import ISOLATED, closest_markers
 from .child import STOPPED
 from .template import TemplateLink
 
 if TYPE_CHECKING:
-    from ...bootstrap.world import World
-    from ..group import Group
+    from ..bootstrap.world import World
+    from ..runner.group import Group
 
-__all__ = ["ISOLATED", "MARGIN", "TORCH_CHILD", "Isolation", "describe_end", "isolated_by",
+__all__ = ["TORCH_CHILD", "Isolation", "describe_end", "isolated_by",
            "trim_stacks"]
 
-#: item stash key: how the test is isolated: "item" (the whole test runs in a child
-#: of the template) or "torch" (torch's child protocol, ``_run``, runs in one)
-ISOLATED = pytest.StashKey[str]()
 #: item stash key, set by the testing layer: a torch class whose tests run through
 #: torch's child protocol (``MultiProcessTestCase._run``), which isolation forks
 TORCH_CHILD = pytest.StashKey[bool]()
-#: seconds a rank waits past an isolated test's limit before its own watchdog
-#: acts: the child ends itself at the limit, and its report must win
-MARGIN = 30.0
 
 
 def isolated_by(item: pytest.Item, mode: str) -> str:
@@ -98,7 +92,7 @@ def trim_stacks(text: str) -> str:
                          part in line for part in _MACHINERY)))
 
 
-_MACHINERY = ("/_pytest/", "/pluggy/", "/mpidist/runner/isolate/", "/pytest/__main__.py",
+_MACHINERY = ("/_pytest/", "/pluggy/", "/mpidist/isolation/", "/pytest/__main__.py",
               "<frozen runpy>")
 
 

@@ -1,11 +1,11 @@
 """The packed run: the world's tests first, then phases of sized tests side by side.
 
 Registered by the session under ``--with-mpi``; it takes over pytest's run
-loop only when some test is sized (``runner.sizes``). Tests of the whole
+loop only when some test is sized (``placement.sizes``). Tests of the whole
 world run first, in collection order, through the pipeline as before. Then,
-phase by phase (``runner.planner``): every rank learns from rank 0 which
+phase by phase (``placement.planner``): every rank learns from rank 0 which
 sizes still have tests, cuts the world into groups the same way, and enters
-its group (``runner.subworld``); each group's root asks rank 0's
+its group (``placement.subworld``); each group's root asks rank 0's
 ``Scheduler`` for tests and tells its ranks which to run; the pipeline runs
 each one on the group, and a root other than rank 0 sends the merged result
 to rank 0, which replays it -- so the report, JUnit and ``-x`` see every test
@@ -26,22 +26,22 @@ import pytest
 from _pytest.reports import TestReport
 
 from .. import runtime
+from ..report.codec import result_of, to_json
+from ..report.output import OUTPUT
+from ..report.replay import replay
+from ..runner.exchange import wait_all
+from ..runner.markers import item_timeout
+from ..runner.reruns import reruns_of
+from ..runner.stops import stop_like_the_root
 from ..safety.watchdog import Hang
-from .codec import result_of, to_json
-from .exchange import wait_all
-from .markers import item_timeout
-from .output import OUTPUT
 from .planner import cut, order
-from .replay import replay
-from .reruns import reruns_of
 from .scheduler import END, Client, Scheduler, first_index
 from .sizes import SIZE, WORLD
-from .stops import stop_like_the_root
 from .subworld import SubWorld, enter, leave
 
 if TYPE_CHECKING:
+    from ..runner.pipeline import TestPipeline
     from ..safety.watchdog import Watchdog
-    from .pipeline import TestPipeline
 
 __all__ = ["Packer"]
 

@@ -13,16 +13,50 @@ ranks.
 from __future__ import annotations
 
 import json
+import math
+from array import array
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .exchange import Record
-from .results import RankResult, subtest_digest
+from .results import PHASES, RankResult, subtest_digest
 
 if TYPE_CHECKING:
     import pytest
     from _pytest.reports import TestReport
 
-__all__ = ["decode", "decode_payload", "encode", "is_compact", "result_of", "to_json"]
+__all__ = ["Record", "decode", "decode_payload", "encode", "is_compact", "result_of", "to_json"]
+
+
+@dataclass
+class Record:
+    """The fixed-size part of a rank's result: what the root always receives.
+
+    Attributes:
+        payload_len: bytes of the full payload that follows (0: compact, none).
+        durations: phase -> seconds, for the phases this rank ran.
+        subtests: how many subtests ran (compact: all of them passed).
+        digest: 48 bits identifying those subtests (``results.subtest_digest``).
+    """
+
+    payload_len: int = 0
+    durations: dict[str, float] = field(default_factory=dict)
+    subtests: int = 0
+    digest: int = 0
+
+    #: doubles on the wire: length, one per phase, subtest count, digest
+    SIZE = 3 + len(PHASES)
+
+    def to_array(self) -> array[float]:
+        return array("d", [float(self.payload_len)]
+                     + [self.durations.get(when, math.nan) for when in PHASES]
+                     + [float(self.subtests), float(self.digest)])
+
+    @classmethod
+    def from_array(cls, values: Sequence[float]) -> Record:
+        n = len(PHASES)
+        durations = {when: values[1 + i] for i, when in enumerate(PHASES)
+                     if not math.isnan(values[1 + i])}
+        return cls(int(values[0]), durations, int(values[1 + n]), int(values[2 + n]))
 
 
 def is_compact(reports: Sequence[TestReport], subtests: Sequence[TestReport]) -> bool:

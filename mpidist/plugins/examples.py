@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any, Callable, Generator
 
 import pytest
 
+from ..report.results import CALL_MARKS, ECHO
 from .draws import agreed_settings, seed_hypothesis
-from .results import CALL_MARKS, ECHO
 
 if TYPE_CHECKING:
-    from .group import Group
+    from ..runner.group import Group
 
 __all__ = ["ExampleAgreement", "ExampleFailedElsewhere", "classify", "origin_of", "react"]
 
@@ -260,7 +260,7 @@ def _quiet_in_explanations() -> None:
     whose example failed elsewhere those are this module's, machinery like pytest's
     (which hypothesis leaves out the same way)."""
     scrutineer = sys.modules.get("hypothesis.internal.scrutineer")
-    here = "/mpidist/runner/examples.py"
+    here = "/mpidist/plugins/examples.py"
     locations = getattr(scrutineer, "UNHELPFUL_LOCATIONS", None)
     if isinstance(locations, tuple) and here not in locations:
         scrutineer.UNHELPFUL_LOCATIONS = (*locations, here)  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ from .. import runtime
 from ..backends.mpi4py import stand_in
 from ..bootstrap.store import export_torch_env
 from ..bootstrap.world import World
-from .group import Group
+from ..runner.group import Group
 from .planner import Cut
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class SubWorld:
 
     Attributes:
         group: the group, over mpidist's private communicator (labels name global ranks).
-        control: a duplicate of it for the group's work orders (``runner.packing``).
+        control: a duplicate of it for the group's work orders (``placement.packing``).
         saved: the world's runtime, put back by ``leave``.
     """
 

@@ -19,7 +19,7 @@ from array import array
 from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .exchange import Outbox, wait_all
+from ..runner.exchange import Outbox, wait_all
 from .planner import Cut
 
 if TYPE_CHECKING:

@@ -20,15 +20,15 @@ import pytest
 from ..bootstrap import settings
 from ..bootstrap.agree import raise_together
 from ..bootstrap.settings import setting
-from .failures import Labels, RankedFailure
-from .markers import apply_markers
-from .sizes import sizes_of
-from .writers import adopt, rank0_state
+from ..placement.sizes import sizes_of
+from ..plugins.writers import adopt, rank0_state
+from ..report.failures import Labels, RankedFailure
+from ..runner.markers import apply_markers
 
 if TYPE_CHECKING:
     from _pytest.reports import CollectReport
 
-    from .group import Group
+    from ..runner.group import Group
 
 __all__ = ["CollectionAgreement", "describe_mismatch", "fingerprint", "first_difference"]
 

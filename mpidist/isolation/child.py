@@ -33,9 +33,9 @@ from typing import IO, Any, Callable, cast
 import pytest
 from _pytest.runner import runtestprotocol
 
-from ..draws import seed_hypothesis
-from ..held import Held
-from ..writers import quiet_expecttest
+from ..plugins.draws import seed_hypothesis
+from ..plugins.writers import quiet_expecttest
+from ..runner.held import Held
 
 __all__ = ["STOPPED", "STOPPED_EXIT", "Connections", "body_verdict", "main", "resolve"]
 
@@ -192,7 +192,7 @@ def main(item: pytest.Item, request: dict[str, Any], connections: Connections,
     """Run ``item`` here (or ``entry``, the request's) and write what it gave to
     ``write_fd``; never returns. (The template has already tied this process's life
     to its own.)"""
-    from ... import runtime
+    from .. import runtime
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     faulthandler.enable(file=crash, all_threads=True)

@@ -22,7 +22,7 @@ from random import Random
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from .group import Group
+    from ..runner.group import Group
 
 __all__ = ["agreed_settings", "seed_hypothesis", "test_seed"]
 
