@@ -4,7 +4,8 @@
 pytest plugin does and prints, from rank 0, one line per rank: host, local
 rank, node, and the MASTER_ADDR every rank will use -- the first thing to run
 on a new cluster. ``mpidist run`` supervises a suite; ``mpidist validate``
-runs the validation suite (``mpidist.validation``) and exits with its verdict.
+runs the validation suite (``mpidist.validation``) and exits with its verdict;
+``mpidist history`` answers questions about earlier runs (``mpidist.history``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,17 @@ register(Command(
 
 
 CHECKS = ("inventory", "correctness", "bandwidth", "links")
+#: where a run from this directory keeps its history (pytest's default cache directory)
+HISTORY_FILE = ".pytest_cache/mpidist/history.sqlite"
+
+
+def _history_file(given: str | None) -> str:
+    """The history file a command uses: the flag, else $MPIDIST_HISTORY, else the
+    default under this directory; ``off`` stays ``off``."""
+    import os
+
+    path = given or os.environ.get("MPIDIST_HISTORY") or HISTORY_FILE
+    return path if path.lower() == "off" else os.path.abspath(path)
 
 
 def _validate_args(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +123,12 @@ def _validate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p2p-bytes", default="1M", help="ping-pong message size (default 1M)")
     parser.add_argument("--checks", default=",".join(CHECKS),
                         help=f"which checks, comma-separated (default {','.join(CHECKS)})")
+    parser.add_argument("--history", default=None,
+                        help="the history file: each node's and link's figures are judged "
+                        f"against their earlier runs, and this run's added (default: "
+                        f"$MPIDIST_HISTORY, else {HISTORY_FILE}; off: none)")
+    parser.add_argument("--history-fraction", default="0.8",
+                        help="name a link below this fraction of its own median (default 0.8)")
     parser.add_argument("pytest_args", nargs="*", help="more pytest arguments (after --)")
 
 
@@ -120,7 +138,7 @@ def _validate(args: argparse.Namespace) -> int:
 
     import pytest
 
-    from .validation.config import parse_expect, parse_sizes
+    from .validation.config import parse_expect, parse_fraction, parse_sizes
 
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     unknown = sorted(set(checks) - set(CHECKS))
@@ -131,6 +149,7 @@ def _validate(args: argparse.Namespace) -> int:
         parse_sizes(args.sizes)
         parse_sizes(args.p2p_bytes)
         parse_expect(args.expect_busbw)
+        parse_fraction(args.history_fraction)
         if args.iters < 1 or args.warmup < 0:
             raise ValueError("--iters must be >= 1 and --warmup >= 0")
     except ValueError as exc:
@@ -143,6 +162,8 @@ def _validate(args: argparse.Namespace) -> int:
         "MPIDIST_VALIDATE_EXPECT_BUSBW": args.expect_busbw,
         "MPIDIST_VALIDATE_EXPECT_P2P": "" if args.expect_p2p is None else str(args.expect_p2p),
         "MPIDIST_VALIDATE_P2P_BYTES": args.p2p_bytes,
+        "MPIDIST_VALIDATE_HISTORY_FRACTION": args.history_fraction,
+        "MPIDIST_HISTORY": _history_file(args.history),
     })
     from . import validation
 
@@ -154,6 +175,49 @@ def _validate(args: argparse.Namespace) -> int:
 
 register(Command("validate", "check the cluster: inventory, collectives, bandwidth, links; "
                  "name the bad node (run under mpirun/srun)", _validate_args, _validate))
+
+QUESTIONS = ("flaky", "slow", "nodes", "test")
+
+
+def _history_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("question", help="flaky | slow | nodes | test NODEID")
+    parser.add_argument("nodeid", nargs="?", help="the test, for `test`")
+    parser.add_argument("--file", default=None, help=f"the history file (default: "
+                        f"$MPIDIST_HISTORY, else {HISTORY_FILE})")
+    parser.add_argument("--last", type=int, default=20, help="runs to look at (default 20)")
+    parser.add_argument("--json", action="store_true", help="JSON, for machines")
+
+
+def _history(args: argparse.Namespace) -> int:
+    """Answer a question about the runs in the history file."""
+    import json
+    from pathlib import Path
+
+    from .history import queries
+    from .history.store import History
+
+    if args.question not in QUESTIONS:
+        raise UsageError(f"unknown history question {args.question!r}: choose from "
+                         f"{', '.join(QUESTIONS)}")
+    if (args.question == "test") != (args.nodeid is not None):
+        raise UsageError("`test` takes a NODEID, and only `test` does")
+    path = Path(_history_file(args.file))
+    if not path.is_file():
+        raise UsageError(f"no history file at {path}: run a suite under --with-mpi first, "
+                         "or name one with --file")
+    history = History(path)
+    try:
+        answer = (queries.test(history, args.nodeid, args.last) if args.question == "test"
+                  else getattr(queries, args.question)(history, args.last))
+    finally:
+        history.close()
+    print(json.dumps(answer, indent=2) if args.json
+          else "\n".join(queries.lines(args.question, answer)))
+    return 0
+
+
+register(Command("history", "flaky | slow | nodes | test NODEID: what the history file says "
+                 "about earlier runs", _history_args, _history))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

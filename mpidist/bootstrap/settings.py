@@ -165,9 +165,16 @@ ALL_STACKS = Setting(
     "Hang reports show mpidist's own threads' stacks too (the watchdog's, the channel's).",
 )
 
+HISTORY = Setting(
+    "history", "--mpi-history", "mpi_history", "MPIDIST_HISTORY", "", str,
+    "The history file (SQLite) rank 0 adds each run's results to, for `mpidist history` "
+    "and for placing the longest tests first; `off`: none. Default: "
+    "mpidist/history.sqlite under pytest's cache directory.",
+)
+
 SETTINGS: tuple[Setting[object], ...] = (  # type: ignore[assignment]
     BACKEND, LOG_DIR, RANK_OUTPUT, STORE_TIMEOUT, IFNAME, TIMEOUT, PEER_GRACE, JOURNAL,
-    RESUME, SHARED_DIR, KEEPER, PACK, SERIAL, ISOLATE, RANK_TEXTS, ALL_STACKS,
+    RESUME, SHARED_DIR, KEEPER, PACK, SERIAL, ISOLATE, RANK_TEXTS, ALL_STACKS, HISTORY,
 )
 
 

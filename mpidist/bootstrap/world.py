@@ -58,6 +58,10 @@ class World:
         """``rank r/N (host h)``: how every message names a rank."""
         return f"rank {rank}/{self.size} (host {self.hosts[rank]})"
 
+    def where(self, rank: int) -> tuple[int, str]:
+        """Rank ``rank``'s global rank and host (a world's ranks are global)."""
+        return rank, self.hosts[rank]
+
     def describe_ranks(self, ranks: list[int]) -> str:
         """``ranks 0-3,7/16 (hosts a,b)`` for a group of ranks (``format_hosts``)."""
         if len(ranks) == 1:

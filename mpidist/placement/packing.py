@@ -15,7 +15,10 @@ cache, for the next run's longest-first order.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
+import sys
 import threading
 import time
 import traceback
@@ -26,6 +29,7 @@ import pytest
 from _pytest.reports import TestReport
 
 from .. import runtime
+from ..history.recorder import history_path, open_history
 from ..report.codec import result_of, to_json
 from ..report.output import OUTPUT
 from ..report.replay import replay
@@ -74,10 +78,18 @@ class Packer:
             cache.set(_CACHE_KEY, {**self._known_durations(), **self.durations})
 
     def _known_durations(self) -> dict[str, float]:
-        """The durations rank 0 saved in pytest's cache after earlier runs."""
+        """The durations rank 0 saved in pytest's cache after the last run, under each
+        test's median over its recent runs in the history file (``history``)."""
         cache = getattr(self.config, "cache", None)
         known = cache.get(_CACHE_KEY, {}) if cache is not None else {}
-        return known if isinstance(known, dict) else {}
+        known = known if isinstance(known, dict) else {}
+        path = history_path(self.config)
+        if path is not None and path.exists():
+            history = open_history(path, lambda line: print(line, file=sys.stderr))
+            if history is not None:
+                with contextlib.closing(history), contextlib.suppress(sqlite3.Error):
+                    known = {**known, **history.durations()}
+        return known
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:

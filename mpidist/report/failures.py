@@ -37,6 +37,8 @@ class Labels(Protocol):
 
     def describe_ranks(self, ranks: list[int]) -> str: ...
 
+    def where(self, rank: int) -> tuple[int, str]: ...
+
 
 @dataclass(frozen=True)
 class Crash:
@@ -72,6 +74,8 @@ class RankedFailure(TerminalRepr):
     ) -> None:
         self.groups = groups
         self.notes = list(notes)
+        #: where it happened, for the history (``culprits``); set by who knows
+        self.culprits: list[list[Any]] = []
         self.details = [list(d) for d in details] or [[] for _ in groups]
         first_label, first = groups[0]
         first_label = label or first_label
@@ -210,7 +214,9 @@ def describe_hang(
                              failed=labels.describe_ranks([r for r, _ in failures]))
     where, waiting = _where_lines(labels, hang)
     if hang.why in ("terminated", "died"):
-        return _terminated(labels, hang, failures, [summary + detail, *where])
+        ended = _terminated(labels, hang, failures, [summary + detail, *where])
+        ended.culprits = culprits(labels, sorted(hang.died) or [r for r, _ in failures], summary)
+        return ended
     shown = group_texts({rank: str(longrepr) for rank, longrepr in failures}, labels.hosts)
     longreprs = dict(failures)
     groups = [(labels.describe_ranks(g.ranks), longreprs[g.ranks[0]]) for g in shown]
@@ -222,7 +228,19 @@ def describe_hang(
                                   f"{waiting}")
     else:
         failure.reprcrash = Crash("", 0, f"{summary}; {waiting}")
+    failure.culprits = culprits(labels, [r for r, _ in failures] or sorted(hang.died),
+                                failure.reprcrash.message)
     return failure
+
+
+def culprits(labels: Labels, ranks: list[int], cause: str) -> list[list[Any]]:
+    """``[[host, [global ranks], cause], ...]``: where a synthesized failure happened, in
+    the history's form (``shape``)."""
+    hosts: dict[str, list[Any]] = {}
+    for rank in ranks:
+        glob, host = labels.where(rank)
+        hosts.setdefault(host, [host, [], cause[:200]])[1].append(glob)
+    return list(hosts.values())
 
 
 def _terminated(labels: Labels, hang: Hang, failures: list[tuple[int, Any]],

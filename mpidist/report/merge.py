@@ -36,6 +36,7 @@ from .results import (
     DIED,
     ECHO,
     PHASES,
+    RANK_SHAPE,
     RANK_TEXTS,
     RankResult,
     phase_kind,
@@ -44,6 +45,7 @@ from .results import (
     subtest_keys,
     test_outcome,
 )
+from .shape import rank_shape
 
 __all__ = ["merge_test", "outcome_map"]
 
@@ -330,6 +332,17 @@ def _as_the_root(results: Sequence[RankResult], props: tuple[str, str]) -> list[
 
 
 def merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport]:
+    """``_merge_test``, each phase's report carrying the ranks' shape (``shape``)."""
+    out = _merge_test(labels, results)
+    for report in out:
+        if type(report) is TestReport:  # not a subtest's
+            full, compact = _phase_reports(results, report.when)
+            setattr(report, RANK_SHAPE, rank_shape(
+                labels, full, compact, [r for r, rep in full.items() if rep.failed]))
+    return out
+
+
+def _merge_test(labels: Labels, results: Sequence[RankResult]) -> list[TestReport]:
     """Merge one test's results from every rank into the reports the root logs.
 
     ``results`` is indexed by rank; the root's entry must be full. Returns the

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from _pytest.reports import TestReport
 
 __all__ = ["ABNORMAL", "AGREED", "CALL_MARKS", "COLLECTIVE_SKIP", "DIED", "ECHO", "LEFT_EARLY",
-           "PHASES", "RANK_TEXTS",
+           "PHASES", "RANK_SHAPE", "RANK_TEXTS",
            "ROOT_DECIDES", "SAT_OUT", "RankResult", "mark_call",
            "phase_kind", "report_text", "subtest_digest", "subtest_keys", "test_outcome"]
 
@@ -60,6 +60,9 @@ ECHO = "mpi_echo"
 #: on a merged report whose failure texts the report groups: each rank's own text left
 #: out of it ({label: text}), for the JUnit file or a directory (``--mpi-rank-texts``)
 RANK_TEXTS = "mpi_rank_texts"
+#: merged phase report attribute: the ranks' shape for the history (``history``): the
+#: median and slowest ranks' seconds, and each failing host's ranks and cause
+RANK_SHAPE = "mpi_rank_shape"
 
 
 def mark_call(item: pytest.Item, reports: list[TestReport]) -> None:

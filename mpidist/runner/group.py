@@ -63,6 +63,10 @@ class Group:
         """How messages name group rank ``rank``: ``rank 1/2 (global 7, host n2)``."""
         return _describe(self.world, self.ranks, rank)
 
+    def where(self, rank: int) -> tuple[int, str]:
+        """Group rank ``rank``'s global rank and host."""
+        return self.ranks[rank], self.world.hosts[self.ranks[rank]]
+
     def describe_ranks(self, ranks: list[int]) -> str:
         """A set of group ranks, with their global ranks and hosts."""
         return _describe_ranks(self.world, self.ranks, ranks)
@@ -105,6 +109,9 @@ class Members:
         if rank not in self.ranks:  # (a second death, in another group)
             return self.world.describe(rank)
         return _describe(self.world, self.ranks, self.ranks.index(rank))
+
+    def where(self, rank: int) -> tuple[int, str]:
+        return rank, self.world.hosts[rank]
 
     def describe_ranks(self, ranks: list[int]) -> str:
         if not set(ranks) <= set(self.ranks):

@@ -26,6 +26,7 @@ from ..bootstrap.settings import is_set, setting
 from ..bootstrap.slurm import SLURM_VARS
 from ..bootstrap.slurm import compare as compare_slurm
 from ..errors import MpidistError
+from ..history.recorder import HistoryRecorder
 from ..placement.packing import Packer
 from ..plugins.companions import (
     TimeoutTimers,
@@ -105,9 +106,12 @@ class MPISession:
         config.pluginmanager.register(
             ExampleAgreement(self._group_in_flight, self._hypothesis_seed,
                              setting(config, settings.PEER_GRACE)), "mpidist-examples")
-        if self.rank == 0:  # what the report groups, kept whole
+        if self.rank == 0:  # what the report groups, kept whole; the run, for the history
             config.pluginmanager.register(
                 RankTexts(config, setting(config, settings.RANK_TEXTS)), "mpidist-rank-texts")
+            if str(setting(config, settings.HISTORY)).lower() != "off":
+                config.pluginmanager.register(HistoryRecorder(config, self.world),
+                                              "mpidist-history")
         self.pipeline.isolation = self._isolation(config, isolate)
         self.packer = Packer(config, self.pipeline, self.watchdog,
                              setting(config, settings.PACK) == "on")

@@ -28,12 +28,14 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Callable, Sequence, TextIO
 
 from ..bootstrap.launchers import Launcher, detect, diagnose
+from ..history.recorder import RUN_ID_ENV
 from .journal import JournalState, JournalWriter, read_journal, synthesized_failure
 from .replay import replay_command
 
@@ -164,6 +166,7 @@ def supervise(options: RunOptions) -> int:
     journal.parent.mkdir(parents=True, exist_ok=True)
     journal.unlink(missing_ok=True)
     launch_args = _launch_args(options.pytest_args)
+    os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex)  # the launches add to one run
     child = _Child()
     previous = {sig: signal.signal(sig, child.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     launches, last_code, started = 0, 0, time.monotonic()

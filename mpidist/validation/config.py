@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-__all__ = ["Config", "parse_expect", "parse_sizes"]
+__all__ = ["Config", "parse_expect", "parse_fraction", "parse_sizes"]
 
 UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
@@ -44,6 +44,17 @@ def parse_expect(text: str) -> dict[str, float]:
     return out
 
 
+def parse_fraction(text: str) -> float:
+    """``--history-fraction``: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"bad --history-fraction {text!r}: a number in (0, 1]") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"bad --history-fraction {text!r}: a number in (0, 1]")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """What to measure and where to write it."""
@@ -56,6 +67,8 @@ class Config:
     expect_busbw: dict[str, float] = field(default_factory=dict)
     expect_p2p: float | None = None
     p2p_bytes: int = 1 << 20
+    #: a link below this fraction of its own median over earlier runs is named
+    history_fraction: float = 0.8
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -76,4 +89,5 @@ class Config:
             expect_p2p=float(expect_p2p) if expect_p2p else None,
             p2p_bytes=parse_sizes(get("P2P_BYTES"))[0] if get("P2P_BYTES")
             else default.p2p_bytes,
+            history_fraction=parse_fraction(get("HISTORY_FRACTION") or "0.8"),
         )

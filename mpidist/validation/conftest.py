@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import sqlite3
 from typing import Any, Iterator
 
 import pytest
 
+from mpidist.history.recorder import history_path, open_history, run_info
+from mpidist.history.store import Figure
 from mpidist.validation import report, state
 from mpidist.validation.config import Config
 
@@ -41,8 +45,59 @@ def _rank0() -> bool:
     return runtime.is_initialized() and runtime.current().world.rank == 0
 
 
+@pytest.fixture(scope="session")
+def past_links(pytestconfig: pytest.Config) -> dict[str, list[float]]:
+    """Rank 0: each link's GB/s in the earlier validate runs of the history file."""
+    path = history_path(pytestconfig)
+    if not _rank0() or path is None or not path.exists():
+        return {}
+    history = open_history(path, print)
+    if history is None:
+        return {}
+    try:
+        return history.figures(f"link:{Config.from_env().p2p_bytes}")  # like for like
+    finally:
+        history.close()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     state.reset()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # this run goes into the history as figures of nodes and links, not as tests (this
+    # conftest loads with the package, after the session started: hence here)
+    recorder = session.config.pluginmanager.get_plugin("mpidist-history")
+    if recorder is not None:
+        session.config.pluginmanager.unregister(recorder)
+
+
+def _record(session: pytest.Session, results: dict[str, Any]) -> None:
+    """Rank 0 adds this run's link and node figures to the history file."""
+    from mpidist import runtime
+
+    path = history_path(session.config)
+    links = results["links"]
+    if path is None or links is None:
+        return
+    names, matrix = links["nodes"], links["bandwidth_gbps"]
+    kind = f"link:{links['bytes']}"  # a link's figure depends on the message size
+    figures = [Figure(kind, f"{names[a]}<->{names[b]}", matrix[a][b])
+               for a in range(len(names)) for b in range(a + 1, len(names))
+               if math.isfinite(matrix[a][b])]
+    figures += [Figure(f"node:{links['bytes']}", name, gbps)
+                for name, gbps in links["node_scores_gbps"].items()]
+    history = open_history(path, print)
+    if history is None:
+        return
+    try:
+        history.record(run_info("validate", runtime.current().world, results["started"]),
+                       figures=figures)
+        results.setdefault("history", {})["file"] = str(path)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"mpidist: WARNING history not written to {path}: {exc}")
+    finally:
+        history.close()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -73,6 +128,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         results["files"].append(report.heatmap(config.heatmap_path, results["links"],
                                                results["suspects"]))
     results["files"].append(f"json: {config.json_path}")
+    _record(session, results)
     report.write_json(config.json_path, results)
 
 

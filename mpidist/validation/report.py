@@ -88,6 +88,8 @@ def summary(results: dict[str, Any]) -> list[str]:
         lines.append(f"  links (median GB/s per node): {scores}")
     for suspect in results["suspects"]:
         lines.append(f"  suspect {suspect['kind']} {suspect['name']}: {suspect['why']}")
+    for below in results.get("history", {}).get("below", []):
+        lines.append(f"  below its own history: {below['kind']} {below['name']}: {below['why']}")
     for finding in results.get("inventory", {}).get("findings", []):
         lines.append(f"  finding: {finding}")
     lines.extend(f"  {note}" for note in results["files"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 __all__ = ["RESULTS", "reset"]
@@ -12,7 +13,7 @@ RESULTS: dict[str, Any] = {}
 def reset() -> None:
     RESULTS.clear()
     RESULTS.update(inventory={}, correctness=[], bandwidth=[], links=None, suspects=[],
-                   checks=[], files=[])
+                   checks=[], files=[], started=time.time())
 
 
 reset()

@@ -19,7 +19,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-__all__ = ["BUS_FACTOR", "Suspect", "busbw", "localise", "recheck", "robust_low", "round_robin"]
+__all__ = ["BUS_FACTOR", "Suspect", "below_history", "busbw", "localise", "recheck",
+           "robust_low", "round_robin"]
 
 #: busbw = algbw x factor(n), as nccl-tests defines it (doc/PERFORMANCE.md)
 BUS_FACTOR: dict[str, Callable[[int], float]] = {
@@ -165,3 +166,29 @@ def round_robin(n: int) -> list[list[tuple[int, int]]]:
         rounds.append(pairs)
         players = [players[0], players[-1], *players[1:-1]]
     return rounds
+
+
+def below_history(names: Sequence[str], bandwidth: Sequence[Sequence[float]],
+                  past: dict[str, list[float]], fraction: float) -> list[Suspect]:
+    """Links below ``fraction`` of their own median over earlier runs (``past``: GB/s by
+    link name, ``a<->b``), and nodes all of whose links (two or more) are: the cluster's
+    own median cannot see a slow decay, or a node slowed as much as half the links."""
+    low: dict[tuple[int, int], Suspect] = {}
+    judged: dict[int, int] = {}
+    for a, b, bw in _links(bandwidth):
+        earlier = past.get(f"{names[a]}<->{names[b]}")
+        if not earlier:
+            continue
+        judged[a], judged[b] = judged.get(a, 0) + 1, judged.get(b, 0) + 1
+        median = statistics.median(earlier)
+        if bw < fraction * median:
+            runs = f"{len(earlier)} earlier run" + ("s" if len(earlier) > 1 else "")
+            low[(a, b)] = Suspect("link", f"{names[a]}<->{names[b]}", (
+                f"{bw:.2f} GB/s, {bw / median:.0%} of its median {median:.2f} GB/s over "
+                f"{runs} (below {fraction:.0%})"))
+    nodes = [node for node, count in judged.items()
+             if count >= 2 and sum(node in pair for pair in low) == count]
+    out = [Suspect("node", names[node], "every one of its links is below its own history: "
+                   + "; ".join(f"{s.name} {s.why}" for pair, s in low.items() if node in pair))
+           for node in sorted(nodes)]
+    return out + [s for pair, s in low.items() if not set(pair) & set(nodes)]

@@ -22,7 +22,7 @@ from mpidist import testing
 from mpidist.validation import state
 from mpidist.validation.config import Config
 from mpidist.validation.measure import idle_barrier, ping_pong
-from mpidist.validation.stats import localise, recheck, round_robin
+from mpidist.validation.stats import below_history, localise, recheck, round_robin
 
 pytestmark = pytest.mark.mpi
 
@@ -60,7 +60,7 @@ def _merge(gathered: list[list[tuple[int, int, float, float]]], bandwidth: list[
             latencies[a][b] = latencies[b][a] = best_lat
 
 
-def test_links(config: Config, world: Any, comm: Any) -> None:
+def test_links(config: Config, world: Any, comm: Any, past_links: dict[str, list[float]]) -> None:
     import numpy as np
 
     testing.collective_skip(None if world.num_nodes > 1 else
@@ -86,8 +86,9 @@ def test_links(config: Config, world: Any, comm: Any) -> None:
     again: list[list[tuple[int, int]]] = []
     if world.rank == 0:
         _merge([part for part, _, _ in gathered], bandwidth, latencies)
-        again = recheck(names, localise(names, bandwidth, latencies,
-                                        config.expect_p2p).suspects, round_robin(n))
+        first = localise(names, bandwidth, latencies, config.expect_p2p).suspects
+        first += below_history(names, bandwidth, past_links, config.history_fraction)
+        again = recheck(names, first, round_robin(n))
     again = comm.bcast(again, root=0)
     rechecked = comm.gather(_measure(comm, leaders, me, again, config.p2p_bytes) if again
                             else [], root=0)
@@ -107,10 +108,16 @@ def test_links(config: Config, world: Any, comm: Any) -> None:
             "node_scores_gbps": found.node_scores, "rounds": round_robin(n),
             "rechecked": [list(pair) for pairs in again for pair in pairs]}
         state.RESULTS["suspects"] = suspects
+        decayed = below_history(names, bandwidth, past_links, config.history_fraction)
+        state.RESULTS["history"] = {
+            "fraction": config.history_fraction,
+            "earlier_runs": max(map(len, past_links.values()), default=0),
+            "below": [s.as_dict() for s in decayed]}
         for a in range(n):
             print(" ".join(f"{names[a]:>10}" if b == -1 else
                            ("         -" if a == b else f"{bandwidth[a][b]:10.3f}")
                            for b in range(-1, n)), " GB/s")
         verdict = [f"{s['kind']} {s['name']}: {s['why']}" for s in suspects]
+        verdict += [f"{s.kind} {s.name} below its own history: {s.why}" for s in decayed]
     verdict = comm.bcast(verdict, root=0)
     assert not verdict, "suspects: " + "; ".join(verdict)

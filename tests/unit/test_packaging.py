@@ -38,7 +38,7 @@ def test_pytest_mpi_is_not_a_dependency():
 
 # Layers, bottom to top: a module imports only from its own layer or below,
 # at module level, inside functions (lazy imports) and under TYPE_CHECKING.
-LAYERS = ["errors", "bootstrap", "backends", "runtime", "safety", "report", "runner",
+LAYERS = ["errors", "bootstrap", "backends", "runtime", "safety", "report", "history", "runner",
           "plugins", "placement", "isolation", "session", "testing", "validation",
           "supervisor", "__init__", "cli"]
 #: pure logic: no mpi4py or torch import at all, lazy ones included
@@ -47,7 +47,8 @@ PURE = {"errors", "bootstrap.settings", "bootstrap.netif", "bootstrap.slurm",
         "report.results", "report.merge", "report.failures", "report.codec",
         "report.replay", "report.grouping", "report.rank_texts", "runner.markers",
         "session.collection", "runner.reruns", "plugins.companions", "plugins.writers",
-        "plugins.draws", "placement.planner", "supervisor.journal",
+        "plugins.draws", "placement.planner", "report.shape", "history.store",
+        "history.queries", "supervisor.journal",
         "supervisor.relaunch", "supervisor.replay"}
 #: loaded by pytest at start-up, with or without --with-mpi
 ENTRY_POINTS = {"session.plugin", "testing.plugin", "supervisor.recorder", "runner.fixtures",
