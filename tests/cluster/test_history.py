@@ -80,17 +80,20 @@ def test_validate_names_a_link_slower_than_its_own_past(ns_cluster, make_job):
     slow = ns_cluster.hosts[2][0]
     gbps = min(first["links"]["bandwidth_gbps"][0][2], first["links"]["bandwidth_gbps"][1][2])
     healthy = f"{ns_cluster.hosts[0][0]}<->{ns_cluster.hosts[1][0]}"
-    for _ in range(3):
-        with rate_limited(slow, int(gbps * 8000 * 0.4)):
+    factor = 0.4
+    for _ in range(4):
+        with rate_limited(slow, int(gbps * 8000 * factor)):
             result, second = validate(ns_cluster, job, *P2P, "--history", hist)
         below = second["history"]["below"]
-        # Two time-shared cores: now and then a whole run measures every link at half its
-        # usual figure (seen: the untouched link at 42% of its history), or the shaping
-        # overshoots and the node falls below half the median node, where the cluster's
-        # own rule names it. Neither is the case under test: the untouched link must be
-        # itself, and the slowed node above a third of it; a run where either is not is
-        # done again (at most three times).
-        if not any(healthy in b["why"] for b in below) and not second["suspects"]:
+        # Two time-shared cores shape and measure unevenly under load: a whole run may
+        # measure every link at half its usual figure (seen: the untouched link at 42% of
+        # its history), or the shaping may overshoot below a third of the other links,
+        # where the cluster's own rule names the node. Neither is the case under test: a
+        # run where the untouched link is off its history is done again, and one where
+        # the shaping overshot is done again at a higher rate (at most four runs).
+        if second["suspects"]:
+            factor *= 1.4
+        elif not any(healthy in b["why"] for b in below):
             break
     assert result.returncode == 1
     assert second["suspects"] == [], "the cluster's own median sees nothing"
