@@ -14,7 +14,7 @@ import json
 import statistics
 from typing import Any
 
-from .store import History
+from .store import History, marks
 
 __all__ = ["flaky", "lines", "nodes", "slow", "test"]
 
@@ -24,20 +24,16 @@ def _runs(history: History, last: int) -> tuple[list[int], dict[int, list[str]]]
     return [key for key, *_ in runs], {key: nodes for key, _, _, nodes in runs}
 
 
-def _marks(keys: list[int]) -> str:
-    return ",".join("?" * len(keys)) or "NULL"
-
-
 def flaky(history: History, last: int = 20) -> list[dict[str, Any]]:
     """Tests with both outcomes over the last ``last`` runs, most failures first."""
     keys, nodes_of = _runs(history, last)
     outcomes: dict[str, dict[int, str]] = {}
     for run, nodeid, outcome in history.query(
-            f"SELECT run, nodeid, outcome FROM tests WHERE run IN ({_marks(keys)})", keys):
+            f"SELECT run, nodeid, outcome FROM tests WHERE run IN ({marks(keys)})", keys):
         outcomes.setdefault(nodeid, {})[run] = outcome
     hosts: dict[tuple[str, int], set[str]] = {}
     for run, nodeid, host in history.query(
-            f"SELECT run, nodeid, host FROM failures WHERE run IN ({_marks(keys)})", keys):
+            f"SELECT run, nodeid, host FROM failures WHERE run IN ({marks(keys)})", keys):
         hosts.setdefault((nodeid, run), set()).add(host)
     out = []
     for nodeid, runs in outcomes.items():
@@ -70,7 +66,7 @@ def slow(history: History, last: int = 20, top: int = 10) -> dict[str, Any]:
     durations: dict[str, list[float]] = {}
     stragglers: dict[str, int] = {}
     for nodeid, duration, ranks in history.query(
-            f"SELECT nodeid, duration, ranks FROM tests WHERE run IN ({_marks(keys)}) AND "
+            f"SELECT nodeid, duration, ranks FROM tests WHERE run IN ({marks(keys)}) AND "
             f"outcome != 'skipped'", keys):
         durations.setdefault(nodeid, []).append(float(duration))
         shape = json.loads(ranks or "{}")
@@ -89,7 +85,7 @@ def nodes(history: History, last: int = 20) -> list[dict[str, Any]]:
     keys, nodes_of = _runs(history, last)
     seen: dict[str, dict[str, Any]] = {}
     for nodeid, host in history.query(
-            f"SELECT nodeid, host FROM failures WHERE run IN ({_marks(keys)})", keys):
+            f"SELECT nodeid, host FROM failures WHERE run IN ({marks(keys)})", keys):
         entry = seen.setdefault(host, {"host": host, "failures": 0, "tests": set()})
         entry["failures"] += 1
         entry["tests"].add(nodeid)

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import MpidistError
 
-__all__ = ["SCHEMA", "Figure", "History", "HistoryError", "Run", "TestRow"]
+__all__ = ["SCHEMA", "Figure", "History", "HistoryError", "Run", "TestRow", "marks"]
 
 SCHEMA = 1
 
@@ -50,6 +50,11 @@ _UPGRADES: dict[int, str] = {  # version reached -> what takes a file there from
     CREATE INDEX IF NOT EXISTS figures_name ON figures (kind, name);
     """,
 }
+
+
+def marks(keys: Sequence[Any]) -> str:
+    """The ``?`` placeholders of an SQL ``IN (...)`` over ``keys`` (``NULL``: none)."""
+    return ",".join("?" * len(keys)) or "NULL"
 
 
 class HistoryError(MpidistError):
@@ -174,26 +179,21 @@ class History:
         if not keys:
             return {}
         seen: dict[str, list[float]] = {}
-        marks = ",".join("?" * len(keys))
         for nodeid, duration in self.query(
-                f"SELECT nodeid, duration FROM tests WHERE run IN ({marks}) AND outcome != "
+                f"SELECT nodeid, duration FROM tests WHERE run IN ({marks(keys)}) AND outcome != "
                 f"'skipped' ORDER BY run DESC", keys):
             if len(seen.setdefault(nodeid, [])) < last:
                 seen[nodeid].append(float(duration))
         return {nodeid: statistics.median(values) for nodeid, values in seen.items()}
 
-    def figures(self, kind: str, before: int | None = None,
-                last: int = 10) -> dict[str, list[float]]:
-        """Each node's or link's figures in the ``last`` validate runs before run key
-        ``before`` (all, if None), newest first."""
-        runs = [key for key, *_ in self.last_runs("validate", 10_000)
-                if before is None or key < before][:last]
+    def figures(self, kind: str, last: int = 10) -> dict[str, list[float]]:
+        """Each node's or link's figures in the ``last`` validate runs, newest first."""
+        runs = [key for key, *_ in self.last_runs("validate", last)]
         if not runs:
             return {}
         out: dict[str, list[float]] = {}
-        marks = ",".join("?" * len(runs))
         for name, value in self.query(
-                f"SELECT name, value FROM figures WHERE kind = ? AND run IN ({marks}) "
+                f"SELECT name, value FROM figures WHERE kind = ? AND run IN ({marks(runs)}) "
                 f"ORDER BY run DESC", [kind, *runs]):
             out.setdefault(name, []).append(float(value))
         return out

@@ -75,14 +75,18 @@ class Packer:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         cache = getattr(self.config, "cache", None)
         if cache is not None and self.durations and runtime.current().world.rank == 0:
-            cache.set(_CACHE_KEY, {**self._known_durations(), **self.durations})
+            cache.set(_CACHE_KEY, {**self._cached_durations(), **self.durations})
 
-    def _known_durations(self) -> dict[str, float]:
-        """The durations rank 0 saved in pytest's cache after the last run, under each
-        test's median over its recent runs in the history file (``history``)."""
+    def _cached_durations(self) -> dict[str, float]:
+        """The durations rank 0 saved in pytest's cache after the last run."""
         cache = getattr(self.config, "cache", None)
         known = cache.get(_CACHE_KEY, {}) if cache is not None else {}
-        known = known if isinstance(known, dict) else {}
+        return known if isinstance(known, dict) else {}
+
+    def _known_durations(self) -> dict[str, float]:
+        """What placement orders by: the cache's durations, under each test's median over
+        its recent runs in the history file (``history``)."""
+        known = self._cached_durations()
         path = history_path(self.config)
         if path is not None and path.exists():
             history = open_history(path, lambda line: print(line, file=sys.stderr))

@@ -46,7 +46,7 @@ def _rank0() -> bool:
 
 
 @pytest.fixture(scope="session")
-def past_links(pytestconfig: pytest.Config) -> dict[str, list[float]]:
+def past_links(pytestconfig: pytest.Config, config: Config) -> dict[str, list[float]]:
     """Rank 0: each link's GB/s in the earlier validate runs of the history file."""
     path = history_path(pytestconfig)
     if not _rank0() or path is None or not path.exists():
@@ -55,7 +55,7 @@ def past_links(pytestconfig: pytest.Config) -> dict[str, list[float]]:
     if history is None:
         return {}
     try:
-        return history.figures(f"link:{Config.from_env().p2p_bytes}")  # like for like
+        return history.figures(f"link:{config.p2p_bytes}")  # like for like
     finally:
         history.close()
 
