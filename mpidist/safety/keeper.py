@@ -62,6 +62,8 @@ class Link:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._done = False
+        self._remove = ""  # on_death's directory: the keeper's to remove, or ours
+        self._pid = os.getpid()  # a process the test forks inherits this object
 
     def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
         # OSError: the keeper is gone, and the kernel is ending this process too
@@ -92,13 +94,18 @@ class Link:
         """Should this process die (not ``done``), the keeper runs ``argv`` with
         ``{died}`` in any argument replaced by ``<label> died: <how>``, without the
         environment variables ``unset``, then removes the directory ``remove``."""
+        self._remove = remove
         self._send({"on_death": argv, "unset": list(unset), "remove": remove})
 
     def done(self) -> None:
-        """This rank is ending on purpose (a normal exit, or a reported end)."""
-        if not self._done:
+        """This rank is ending on purpose (a normal exit, or a reported end). The
+        keeper will run no ``on_death`` command, so its directory goes now: a job
+        ended by MPI_Abort under Hydra has its keeper SIGKILLed before it could."""
+        if not self._done and os.getpid() == self._pid:
             self._done = True
             self._send({"done": True})
+            if self._remove:
+                shutil.rmtree(self._remove, ignore_errors=True)
 
 
 _LINK: Link | None = None
