@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
+from . import mpijob
 from .mpijob import MPIRUN, Job
 
 pytest_plugins = ["pytester"]
@@ -24,6 +25,25 @@ def make_job(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Job]:
 def job(make_job: Callable[[str], Job], request: pytest.FixtureRequest) -> Job:
     """A fresh job directory for one test."""
     return make_job(re.sub(r"\W", "_", request.node.name)[:40])
+
+
+def _marked_autoload(request: pytest.FixtureRequest) -> Iterator[None]:
+    before = mpijob.AUTOLOAD
+    mpijob.AUTOLOAD = request.node.get_closest_marker("autoload") is not None
+    yield
+    mpijob.AUTOLOAD = before
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _autoload_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A module's ``autoload`` mark reaches its module-scoped jobs."""
+    yield from _marked_autoload(request)
+
+
+@pytest.fixture(autouse=True)
+def _autoload_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test's own ``autoload`` mark (or its module's) for its jobs."""
+    yield from _marked_autoload(request)
 
 
 @pytest.fixture
@@ -57,5 +77,7 @@ class _ClusterTogether:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "autoload: this test's jobs load every plugin the "
+                            "venv has (pytest's autoload), not mpidist's alone")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_ClusterTogether(), "mpidist-tests-scheduling")

@@ -28,6 +28,12 @@ from mpidist.bootstrap.launchers import Launcher, detect
 
 MPIRUN = shutil.which("mpirun")
 TIMEOUT = 180
+# mpidist's three plugins (setup.py's pytest11 entry points). A job loads these alone
+# unless its test asks for the venv's plugins (``job.autoload``): each one autoloaded
+# costs every rank of every job its import (hypothesis's alone is 0.7 s of CPU), and most
+# jobs prove mpidist's behaviour, not its neighbours'.
+PLUGINS = "mpidist.session.plugin,mpidist.testing.plugin,mpidist.supervisor.recorder"
+AUTOLOAD = False  # the running test's ``autoload`` mark (tests/conftest.py sets it)
 
 
 def _tail(data: bytes | str | None, lines: int = 40) -> str:
@@ -73,12 +79,16 @@ def mpirun_command(n: int) -> list[str]:
 
 
 def job_env() -> dict[str, str]:
+    """The environment of a job: this one, less pytest's own variables, with only
+    mpidist's plugins unless the test is marked ``autoload``."""
     env = dict(os.environ)
     if MPIRUN is not None:
         env.update(dict(launcher().env))  # root, and Intel MPI's fabric on this box
     env.update(PYTHONDONTWRITEBYTECODE="1", COLUMNS="200")
     for name in ("PYTEST_ADDOPTS", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER"):
         env.pop(name, None)
+    if not AUTOLOAD:
+        env.update(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTEST_PLUGINS=PLUGINS)
     if importlib.util.find_spec("pytest_randomly") is not None:
         # installed for tests/integration/test_plugins.py, which turns it on; the
         # other jobs keep their file order
@@ -92,9 +102,10 @@ class Job:
     def __init__(self, path: Path) -> None:
         self.path = path
         # (pytest-asyncio, installed for tests/integration/test_plugins.py, warns
-        # without a loop scope)
-        (path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider --color=no\n"
-                                         "asyncio_default_fixture_loop_scope = function\n")
+        # without a loop scope; pytest warns of the key where it is not loaded)
+        loop = "asyncio_default_fixture_loop_scope = function\n" if AUTOLOAD else ""
+        (path / "pytest.ini").write_text(
+            f"[pytest]\naddopts = -p no:cacheprovider --color=no\n{loop}")
 
     def write(self, name: str, source: str) -> Path:
         target = self.path / name

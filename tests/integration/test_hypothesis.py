@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+# these jobs prove mpidist beside the plugins of docs/plugins.md, installed from PyPI
+pytestmark = pytest.mark.autoload
+
 pytest.importorskip("hypothesis")
 
 SUITE = '''

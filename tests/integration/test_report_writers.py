@@ -14,6 +14,9 @@ import re
 
 import pytest
 
+# these jobs prove mpidist beside the plugins of docs/plugins.md, installed from PyPI
+pytestmark = pytest.mark.autoload
+
 SUITE = '''
 import logging
 
