@@ -54,9 +54,16 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     return pytester
 
 
+# The longest files, whose tests share no job (no module-scoped fixture): under xdist
+# each test is a unit of its own, handed out last, so they fill the workers' tails.
+_PER_TEST = frozenset(f"integration/{name}.py" for name in (
+    "test_fault_matrix", "test_session", "test_plugins", "test_faults"))
+
+
 class _ClusterTogether:
     """tests/run.sh runs the suite under pytest-xdist with ``--dist loadfile``: a file's
-    tests share its module-scoped mpirun runs, so each file goes to one worker whole.
+    tests share its module-scoped mpirun runs, so each file goes to one worker whole
+    (but those of ``_PER_TEST``, which share none).
     The namespace and Slurm clusters are one resource of the machine (their names,
     addresses and daemons), so the files of tests/cluster go to one worker together,
     one after another. (``--dist loadgroup`` would say this with marks, but pytest 9.2's
@@ -71,7 +78,16 @@ class _ClusterTogether:
         class Scheduling(LoadFileScheduling):
             def _split_scope(self, nodeid: str) -> str:
                 path = nodeid.split("::", 1)[0]
+                if "/".join(path.split("/")[-2:]) in _PER_TEST:
+                    return nodeid
                 return "cluster" if path.split("/")[-2:-1] == ["cluster"] else path
+
+            def schedule(self) -> None:
+                first = self.collection is None
+                super().schedule()
+                if first:  # whole files first, the single tests after them
+                    for scope in [s for s in self.workqueue if "::" in s]:
+                        self.workqueue.move_to_end(scope)
 
         return Scheduling(config, log)
 
