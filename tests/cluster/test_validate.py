@@ -78,7 +78,15 @@ def test_healthy_cluster_passes_every_check(ns_cluster, make_job):
     nccl = next(c for c in report["checks"] if c["name"] == "correctness[nccl]")
     assert nccl["outcome"] == "skipped" and "(GPU-only check)" in nccl["detail"]
     result.lines.fnmatch_lines(["*verdict: HEALTHY*", "*heatmap: *v.png*"])
-    assert low_fraction(job.path / "v.png") < 0.02  # no dark cell: only the colour bar's end
+    # the heatmap draws the report's figures: a cell in the colour of ~0 (within 4% of
+    # the best link) only where a link measured that low; beside other xdist workers on 2
+    # cores one link can, and pass on its second measurement (the verdict is then right)
+    figures = [v for row in links["bandwidth_gbps"] for v in row if v is not None]
+    dark = low_fraction(job.path / "v.png")
+    if min(figures) > 0.06 * max(figures):
+        assert dark < 0.02, f"a dark cell for {links['bandwidth_gbps']}"
+    elif min(figures) < 0.03 * max(figures):
+        assert dark >= 0.02, f"no dark cell for {links['bandwidth_gbps']}"
 
 
 def test_slow_node_is_named_and_only_it(ns_cluster, make_job):
