@@ -33,6 +33,7 @@ def write_suite(job, nodes: list[str], master: str) -> None:
     job.write("test_nodes.py", SLURM_SUITE)
 
 
+_OMPI_INIT_FAILED = "A system call failed during shared memory initialization"
 SRUN = ["srun", "--mpi=pmix", "-N", "2", "--ntasks-per-node=2"]
 
 
@@ -76,6 +77,9 @@ def test_after():
     dist.barrier()
 ''')
     result = job.run(4, launcher=SRUN, env=slurm_cluster.env, timeout=120)
+    if _OMPI_INIT_FAILED in result.stderr:  # once in CI: Open MPI's own start-up (a rank
+        # segfaulted in MPI_Init, no rank reached mpidist), not what this test checks
+        result = job.run(4, launcher=SRUN, env=slurm_cluster.env, timeout=120)
     assert result.returncode != 0
     assert result.seconds < 60
     host = "sln1" if rank < 2 else "sln2"
