@@ -11,6 +11,7 @@ JUnit XML. Nothing is mocked: these are the processes a user starts.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -28,11 +29,12 @@ from mpidist.bootstrap.launchers import Launcher, detect
 
 MPIRUN = shutil.which("mpirun")
 TIMEOUT = 180
-# mpidist's three plugins (setup.py's pytest11 entry points). A job loads these alone
-# unless its test asks for the venv's plugins (``job.autoload``): each one autoloaded
-# costs every rank of every job its import (hypothesis's alone is 0.7 s of CPU), and most
-# jobs prove mpidist's behaviour, not its neighbours'.
-PLUGINS = "mpidist.session.plugin,mpidist.testing.plugin,mpidist.supervisor.recorder"
+# mpidist's own plugins, read from its installed pytest11 entry points (setup.py). A job
+# loads these alone unless its test is marked ``autoload``: each plugin autoloaded costs
+# every rank of every job its import (hypothesis's alone is 0.7 s of CPU), and most jobs
+# prove mpidist's behaviour, not its neighbours'.
+PLUGINS = ",".join(sorted(ep.value for ep in importlib.metadata.entry_points(group="pytest11")
+                          if ep.dist is not None and ep.dist.name == "mpidist"))
 AUTOLOAD = False  # the running test's ``autoload`` mark (tests/conftest.py sets it)
 
 
