@@ -226,5 +226,9 @@ class ChannelClient:
     def num_keys(self) -> int:
         return int(self._call({"op": "count"}))
 
+    def settimeout(self, seconds: float) -> None:
+        """How long each later call may wait for its answer."""
+        self._sock.settimeout(seconds)
+
     def close(self) -> None:
         self._sock.close()

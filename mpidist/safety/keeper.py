@@ -49,10 +49,11 @@ from ..bootstrap.settings import launcher_task
 from ..bootstrap.signing import SealedStore, Signer
 from .signals import die_with
 
-__all__ = ["DIED", "REPORTED", "died_how", "link", "mark_done", "start"]
+__all__ = ["DIED", "REPORTED", "await_report", "died_how", "link", "mark_done", "start"]
 
 DIED = "mpidist/wd/died"  # "<rank>" of the last death; died/<rank>: how it died
-REPORTED = "mpidist/wd/reported"  # rank 0 has written the report of a death
+REPORTED = "mpidist/wd/reported"  # rank 0 has written its report (a death, a hang, SIGTERM)
+_PATIENCE = 5.0  # seconds a waiting rank gives rank 0 to answer one question
 _FORWARD = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGCONT")
 
 
@@ -238,15 +239,33 @@ def _report_death(contact: dict[str, Any] | None, how: str,
               file=sys.stderr, flush=True)
         return
     try:
-        client = ChannelClient(str(contact["addr"]), int(contact["port"]), timeout=5.0)
+        client = ChannelClient(str(contact["addr"]), int(contact["port"]), timeout=_PATIENCE)
         store = SealedStore(client, Signer(bytes.fromhex(contact["secret"])))
         store.put(f"{DIED}/{rank}", how)
         store.put(DIED, str(rank))
-        deadline = time.monotonic() + _wait_limit()
-        while time.monotonic() < deadline and not store.has(REPORTED):
-            time.sleep(0.1)
     except (ChannelError, ValueError):
-        pass  # rank 0 is gone (it reported and ended, or died too)
+        return  # rank 0 is gone (it reported and ended, or died too)
+    await_report(store, _wait_limit())
+
+
+def await_report(store: SealedStore, limit: float) -> None:
+    """Return once rank 0 has posted ``REPORTED`` (its report is out), its channel
+    is gone, or after ``limit``: the wait of a dead rank's keeper, and of a rank a
+    launcher's SIGTERM reached, before it exits and the launcher ends the job.
+
+    Each question waits at most ``_PATIENCE``: rank 0 answers in milliseconds while
+    it writes its report, but inside ``MPI_Abort`` (or a C ``exit`` the launcher has
+    not ended yet) it holds the GIL and answers nothing; the connection's own 30-s
+    timeout kept the job's output open that long after the report was out."""
+    store.store.settimeout(_PATIENCE)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            if store.has(REPORTED):
+                return
+        except ChannelError:  # closed, or silent: rank 0 is gone or ending
+            return
+        time.sleep(0.1)
 
 
 def _run_on_death(command: dict[str, Any], died: str) -> None:

@@ -19,7 +19,7 @@ import signal
 import threading
 from typing import Callable
 
-__all__ = ["HARD_LIMIT", "die_with", "on_sigterm"]
+__all__ = ["HARD_LIMIT", "death_signal", "die_with", "on_sigterm"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -54,7 +54,12 @@ def die_with(parent: int, signum: int, exit_code: int) -> None:
     one) dies, and exit with ``exit_code`` at once if it died before the request took
     effect. For forks that must not outlive their parent: the keeper's child, the
     isolation template and its test children."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+    death_signal(signum)
     if os.getppid() != parent:
         os._exit(exit_code)
+
+
+def death_signal(signum: int) -> None:
+    """Ask the kernel for ``signum`` when this process's parent dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0)

@@ -363,16 +363,6 @@ class Watchdog:
                 with contextlib.suppress(Exception):  # the channel may be gone with rank 0
                     self._answer(test)
 
-    def wait_for_rank0_exit(self, limit: float) -> None:
-        """Return once rank 0's store stops answering (rank 0 exited), or after ``limit``."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                self.store.has(f"{_PREFIX}alive")
-            except Exception:  # connection closed: rank 0 is gone
-                return
-
     def request_dump(self, why: str, wait: float) -> list[Hang]:
         """Rank 0, from any thread: every rank's stacks now (on SIGTERM, so: fast), for
         the test rank 0's group is in and each test another (packed) group is in; the

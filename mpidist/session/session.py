@@ -12,8 +12,10 @@ session reports the test in flight from a side thread, finishes the session
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import signal
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Sequence
@@ -22,6 +24,7 @@ import pytest
 
 from .. import runtime
 from ..bootstrap import settings
+from ..bootstrap.channel import ChannelError
 from ..bootstrap.settings import is_set, setting
 from ..bootstrap.slurm import SLURM_VARS
 from ..bootstrap.slurm import compare as compare_slurm
@@ -45,7 +48,7 @@ from ..report.replay import replay
 from ..runner.group import Group, Members
 from ..runner.pipeline import TestPipeline
 from ..safety import keeper
-from ..safety.signals import on_sigterm
+from ..safety.signals import death_signal, on_sigterm
 from ..safety.watchdog import Hang, Watchdog
 from .collection import CollectionAgreement
 
@@ -232,10 +235,10 @@ class MPISession:
         if self.rank != 0:
             try:
                 self.watchdog.answer_now()
-                # Stay until the launcher kills us or rank 0 (the store's host) is gone:
-                # a rank that exits now makes Open MPI kill the rest at once, before
-                # rank 0 has written its report.
-                self.watchdog.wait_for_rank0_exit(limit=30.0)
+                # Stay until rank 0 has written its report, the launcher kills us or
+                # rank 0 (the store's host) is gone: a rank that exits now makes Open MPI
+                # kill the rest at once, before rank 0 has written its report.
+                keeper.await_report(self.watchdog.store, limit=30.0)
             finally:
                 keeper.mark_done()
                 os._exit(128 + 15)
@@ -255,6 +258,7 @@ class MPISession:
                 self.config.hook.pytest_sessionfinish(
                     session=session, exitstatus=pytest.ExitCode.INTERRUPTED)
         drain(limit=1.0)  # the launcher may kill soon after SIGTERM
+        self._reported()
         keeper.mark_done()
         os._exit(128 + 15)
 
@@ -292,18 +296,27 @@ class MPISession:
         for rank, how in sorted(hang.died.items()):
             print(f"mpidist: {labels.describe(rank)} died {where}: {how}", flush=True)
         sys.stdout.flush()
-        if hang.died and self.watchdog is not None:  # the dead rank's keeper may go now
-            self.watchdog.store.put(keeper.REPORTED, "1")
         if not abort:
             return
         keeper.mark_done()
         print(f"mpidist: ending the job after {hang.why} in {where} (MPI_Abort)",
               file=sys.stderr, flush=True)
         drain()  # what the launcher has not read yet would be lost with the job
+        self._reported()
+        # the report is out: should the launcher end the keeper first, this process goes
+        # too (a SIGTERM cannot be handled inside MPI_Abort, which holds the GIL)
+        death_signal(signal.SIGKILL)
         from mpi4py import MPI
 
         MPI.COMM_WORLD.Abort(int(pytest.ExitCode.TESTS_FAILED))
         os._exit(int(pytest.ExitCode.TESTS_FAILED))  # not reached: Abort ends the process
+
+    def _reported(self) -> None:
+        """Rank 0's report is out: a dead rank's keeper, and the ranks a SIGTERM
+        holds until then, may go now."""
+        if self.watchdog is not None:
+            with contextlib.suppress(ChannelError):
+                self.watchdog.store.put(keeper.REPORTED, "1")
 
     def _labels(self, hang: Hang) -> Labels:
         """A packed group's ranks by the group's numbers, with their global ones
