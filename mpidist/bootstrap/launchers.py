@@ -227,11 +227,13 @@ _PATTERNS = (
 _OMPI_EXIT = re.compile(r"Process name: \[(?:\[\d+,\d+\]|[^\]\s]*@\d+),(?P<rank>\d+)\]\s+"
                         r"Exit code:\s+(?P<code>\d+)")
 # a node lost under a plain launcher, from the launcher's own words: Open MPI 5's
-# "A daemon failed to report back ... Remote host: n2", Open MPI 4's "ORTE has lost
-# communication with a remote daemon. ... Remote host: n2"
+# "A daemon failed to report back ... Remote host: n2" (at start-up) and "PRTE has lost
+# communication with a remote daemon. ... Remote daemon: [prterun-vm-1@0,2] on node n2"
+# (later), Open MPI 4's "ORTE has lost communication with a remote daemon. ... Remote
+# host: n2"
 _LOST_NODE = re.compile(r"(?:daemon failed to report back|lost communication with a remote "
-                        r"daemon).*?Remote host:\s+(?P<host>\S+)|downstream from host "
-                        r"(?P<down>\S+) was killed", re.S)
+                        r"daemon).*?Remote (?:host:\s+|daemon:\s+\S+ on node )(?P<host>\S+)"
+                        r"|downstream from host (?P<down>\S+) was killed", re.S)
 # the keeper's own line (safety.keeper), the most exact of all
 _KEEPER = re.compile(r"^mpidist: (?P<who>rank \d+/\d+ \(host [^)]*\)) died: (?P<how>.+)$", re.M)
 

@@ -5,18 +5,16 @@ subtest reports that pytest would log mid-test are held back as well (``held``),
 nothing reaches a reporter on any rank until the group's root has every rank's result.
 Before the body the ranks agree on it (a setup skip or error on some ranks stops the
 body everywhere). The root merges the results (``merge``) and replays ONE report per
-phase (``replay``).
-
-Most tests need nothing more: the other ranks send their result and go on, and the root
-logs the test once the next test's setup is done, so after a test no rank waits for
-another. A test whose merged result could stop the session or run it again (``-x``,
-``--maxfail``, ``--sw``, ``--reruns``, a reporter outside pytest and mpidist) and the
-last test get a verdict: the root broadcasts whether the session must stop, so every
-rank stops at the same test, and whether the test runs again (``reruns``), so every rank
-reruns it or none does -- after the replay when a rank failed, before it when all passed
-(``_exchange``). The root says at the body agreement which kind the test is. The
-watchdog hears when the test begins, when this rank is done (failed?), when the group is
-past it.
+phase (``replay``). Most tests need nothing more: the other ranks send their result
+and go on; the root collects it once the next test's setup is done, before its part of
+that body's agreement, and logs it after, so after a test no rank waits for another. A
+test whose merged result could stop the session or run it again (``-x``, ``--maxfail``,
+``--sw``, ``--reruns``, a reporter outside pytest and mpidist) and the last test get a
+verdict: the root broadcasts whether the session must stop, so every rank stops at the
+same test, and whether the test runs again (``reruns``), so every rank reruns it or none
+does -- after the replay when a rank failed, before it when all passed (``_exchange``).
+The root says at the body agreement which kind the test is. The watchdog hears when the
+test begins, when this rank is done (failed?), when the group is past it.
 """
 
 from __future__ import annotations
@@ -83,12 +81,8 @@ class TestPipeline:
 
     def __init__(self, config: pytest.Config, group: Group, watchdog: Watchdog,
                  output: RankOutput, default_timeout: float) -> None:
-        self.config = config
-        self.group = group
-        self.exchange = Exchange(group.comm)
-        self.watchdog = watchdog
-        self.output = output
-        self.default_timeout = default_timeout
+        self.config, self.group, self.exchange = config, group, Exchange(group.comm)
+        self.watchdog, self.output, self.default_timeout = watchdog, output, default_timeout
         self.index = 0  # number of the test in flight, the same on every rank
         self._held = Held()
         self._sync = True  # this test waits for the root's verdict (told at the agreement)
@@ -142,16 +136,17 @@ class TestPipeline:
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_makereport(self, item: pytest.Item,
                                   call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
-        """The root logs the previous test once this one's setup is done (its
-        results have arrived meanwhile); outside every phase's clock and capture.
-        Its setup passed: it posts its part of the body agreement first, so the
-        other ranks start the body while it logs."""
+        """The root logs the previous test once this one's setup is done, outside every
+        phase's clock and capture; with its results in, it posts its part of the body
+        agreement (setup passed): the others start while it logs, and none dies in the
+        body with a large result unsent (a rendezvous needs its sender)."""
         report = yield
         if call.when == "setup" and self._pending is not None:
-            if report.passed:
-                self._posted = Agreement.post(self.group, PASSED, item.session, self._sync)
-            self._settle()
+            self._settle(lambda: self._post(item.session) if report.passed else None)
         return report
+
+    def _post(self, session: pytest.Session) -> None:
+        self._posted = Agreement.post(self.group, PASSED, session, self._sync)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, object, object]:
@@ -319,8 +314,9 @@ class TestPipeline:
         if self.output.recording:
             self.output.write_line(f"{test_outcome(reports).upper()} {item.nodeid}")
 
-    def _settle(self) -> None:
-        """The root: collect, merge and log the pending test; then the next logstart."""
+    def _settle(self, collected: Callable[[], None] | None = None) -> None:
+        """The root: collect, merge and log the pending test; then the next logstart.
+        ``collected``: called once the results are in, before the logging."""
         with self._lock:  # ``salvage`` may take it from the thread reporting a hang
             pending, self._pending = self._pending, None
             self._settling = pending
@@ -335,6 +331,8 @@ class TestPipeline:
             self._logging = ours = self._settling is pending
         if not ours:
             self._park()
+        if collected is not None:
+            collected()
         self.watchdog.settled()
         try:
             self._log(pending, gathered)

@@ -217,6 +217,51 @@ def test_crash():
     assert "test_after" not in outcomes
 
 
+def test_a_rank_dying_right_after_a_large_failure_is_blamed_for_the_right_test(job):
+    """Rank 2 fails a test with a large message, then dies as the next body begins,
+    while rank 0 lost its core right after its part of the body agreement (as on a
+    loaded box). Over TCP a large message needs its sender to answer the receiver's
+    match (Open MPI's shared memory copies it without the sender): rank 0 blamed the
+    failed test for the death and never recorded the next (seen in CI's fault matrix;
+    3 of 3 runs before the fix). The failure keeps its own text; the death is the next
+    test's."""
+    job.write("test_x.py", HEADER + '''
+import sys, threading
+import pytest
+
+def test_big_failure():
+    dist.barrier()
+    if RANK == 2:
+        raise AssertionError("the marker " + os.urandom(100_000).hex())
+
+@pytest.fixture
+def rank_0_loses_its_core():
+    if RANK == 0:  # a spinning thread holds the GIL 0.3 s whenever rank 0 waits
+        sys.setswitchinterval(0.3)
+        end = time.monotonic() + 2.0
+        def spin():
+            while time.monotonic() < end:
+                pass
+            sys.setswitchinterval(0.005)
+        threading.Thread(target=spin, daemon=True).start()
+
+def test_crash(rank_0_loses_its_core):
+    if RANK == 2:
+        os._exit(3)
+    dist.barrier()
+''' + AFTER)
+    result = job.run(4, timeout=90, env={"OMPI_MCA_btl": "tcp,self"})
+    assert result.returncode != 0
+    assert result.seconds < 40
+    outcomes = junit_outcomes(result)
+    assert outcomes["test_before"] == "passed"
+    assert "AssertionError: the marker " in outcomes["test_big_failure"]
+    assert "died" not in outcomes["test_big_failure"]
+    assert "rank 2/4 (host " in outcomes["test_crash"]
+    assert "died: exit code 3" in outcomes["test_crash"]
+    assert "test_after" not in outcomes
+
+
 def test_without_the_keeper_a_dead_rank_is_the_launchers_to_report(job):
     """MPIDIST_KEEPER=0: no keeper process; the launcher ends the job its own way, and
     the run still ends (a report only where the launcher sends SIGTERM first)."""

@@ -82,3 +82,12 @@ def test_diagnose_names_a_lost_node():
              "back to prterun:", "  Local host:    vm", "  Remote host:   mdn2",
              "  Daemon exit status: 0"]
     assert diagnose(prrte) == "node mdn2 was lost: its launcher daemon stopped answering"
+
+
+def test_diagnose_names_a_node_lost_after_start_up_under_open_mpi_5():
+    """PRRTE's words when a running node's daemon goes (seen in CI, Open MPI 5.0)."""
+    prrte = ["PRTE has lost communication with a remote daemon.",
+             "", "  HNP daemon   : [prterun-vm-20991@0,0] on node vm",
+             "  Remote daemon: [prterun-vm-20991@0,2] on node mdn2", "",
+             "This is usually due to either a failure of the TCP network"]
+    assert diagnose(prrte) == "node mdn2 was lost: its launcher daemon stopped answering"
