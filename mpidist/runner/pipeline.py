@@ -142,7 +142,7 @@ class TestPipeline:
         body with a large result unsent (a rendezvous needs its sender)."""
         report = yield
         if call.when == "setup" and self._pending is not None:
-            self._settle(lambda: self._post(item.session) if report.passed else None)
+            self._settle((lambda: self._post(item.session)) if report.passed else None)
         return report
 
     def _post(self, session: pytest.Session) -> None:
