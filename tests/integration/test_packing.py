@@ -235,7 +235,11 @@ def test_x():
 
 
 def test_a_hang_in_a_group_without_rank_0_is_reported(job):
+    """The groups ask rank 0 for tests as they finish, so rank 0's group (0-1) could run
+    all six before 2-3 asked for one (seen in CI under load): each of its tests waits
+    up to 3 s for the other group to have started one."""
     job.write("test_hang.py", '''
+import os
 import time
 import pytest
 from mpi4py import MPI
@@ -244,7 +248,11 @@ from mpi4py import MPI
 @pytest.mark.parametrize("i", range(6))
 def test_hangs_on_global_ranks_2_and_3(i):
     if MPI.COMM_WORLD.Get_rank() >= 2:
+        open("started", "w").close()
         time.sleep(600)
+    deadline = time.monotonic() + 3
+    while not os.path.exists("started") and time.monotonic() < deadline:
+        time.sleep(0.05)
 ''')
     result = job.run(4, "-p", "no:randomly", "--mpi-backend", "none", timeout=120)
     assert result.returncode == 1
