@@ -16,12 +16,13 @@ import hashlib
 import hmac
 import json
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from mpi4py import MPI
 
-__all__ = ["MAX_VALUE", "Rejected", "Signer", "job_signer", "set_job_signer"]
+__all__ = ["MAX_VALUE", "KeyValueClient", "Rejected", "SealedStore", "Signer", "job_signer",
+           "set_job_signer"]
 
 #: the largest value mpidist writes or reads (a failing rank's reports and stacks); torch's
 #: TCPStore itself drops a client that sends more than 8 MiB
@@ -101,19 +102,29 @@ def job_signer() -> Signer | None:
     return _job
 
 
+class KeyValueClient(Protocol):
+    """What ``SealedStore`` needs of a store client (``channel.ChannelClient`` is one;
+    named here so that signing need not import the channel)."""
+
+    def set(self, key: str, value: str) -> None: ...
+    def get(self, key: str) -> bytes | None: ...
+    def check(self, keys: list[str]) -> bool: ...
+    def num_keys(self) -> int: ...
+    def settimeout(self, seconds: float) -> None: ...
+
+
 class SealedStore:
     """A store client through which every value mpidist writes is sealed and every
     value it reads is verified. A rejected key is remembered (first reason), for the
     warning rank 0 prints; a read never raises for what a stranger wrote there.
 
     Args:
-        store: a ``ChannelClient`` (``set``, ``get`` -> bytes or None, ``check``,
-            ``num_keys``).
+        store: the client it wraps.
         signer: the job's signer.
     """
 
-    def __init__(self, store: object, signer: Signer) -> None:
-        self.store: object = store
+    def __init__(self, store: KeyValueClient, signer: Signer) -> None:
+        self.store = store
         self.signer = signer
         self.rejected: dict[str, str] = {}
 
@@ -126,14 +137,14 @@ class SealedStore:
         sealed = self.signer.seal(key, value)
         if len(sealed) > MAX_VALUE:
             raise ValueError(f"{len(sealed)} bytes for {key}, over the {MAX_VALUE}-byte limit")
-        self.store.set(key, sealed)  # type: ignore[attr-defined]
+        self.store.set(key, sealed)
 
     def has(self, key: str) -> bool:
-        return bool(self.store.check([key]))  # type: ignore[attr-defined]
+        return self.store.check([key])
 
     def get(self, key: str) -> str | None:
         """The verified value at ``key``; None if absent or rejected."""
-        raw = self.store.get(key)  # type: ignore[attr-defined]
+        raw = self.store.get(key)
         if raw is None:
             return None
         try:
@@ -144,4 +155,8 @@ class SealedStore:
 
     def size(self) -> int:
         """How many keys the store holds (a change says: something was written)."""
-        return int(self.store.num_keys())  # type: ignore[attr-defined]
+        return self.store.num_keys()
+
+    def settimeout(self, seconds: float) -> None:
+        """How long each later question may wait for its answer."""
+        self.store.settimeout(seconds)

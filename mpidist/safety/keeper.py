@@ -257,7 +257,7 @@ def await_report(store: SealedStore, limit: float) -> None:
     it writes its report, but inside ``MPI_Abort`` (or a C ``exit`` the launcher has
     not ended yet) it holds the GIL and answers nothing; the connection's own 30-s
     timeout kept the job's output open that long after the report was out."""
-    store.store.settimeout(_PATIENCE)  # type: ignore[attr-defined]
+    store.settimeout(_PATIENCE)
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         try:

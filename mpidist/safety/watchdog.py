@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..bootstrap.channel import ChannelFull
-from ..bootstrap.signing import MAX_VALUE, SealedStore, Signer
+from ..bootstrap.signing import MAX_VALUE, KeyValueClient, SealedStore, Signer
 from ..bootstrap.world import World
 from .keeper import DIED
 from .stacks import thread_stacks, where
@@ -115,7 +115,7 @@ class Watchdog:
         all_stacks: answer with mpidist's own threads' stacks too (``--mpi-all-stacks``).
     """
 
-    def __init__(self, world: World, grace: float, channel: object, signer: Signer,
+    def __init__(self, world: World, grace: float, channel: KeyValueClient, signer: Signer,
                  on_hang: Callable[[Hang], None] | None = None, all_stacks: bool = False
                  ) -> None:
         self.world, self.grace, self.all_stacks, self.on_hang = world, grace, all_stacks, on_hang
